@@ -1,0 +1,56 @@
+export interface Config {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  store: 'sqlite' | 'memory';
+  dataDir: string;
+  /** Required as `Authorization: Bearer` on publish and stats; without one, only loopback may publish. */
+  publishKey: string | undefined;
+  historySize: number;
+  historyTtlMs: number;
+  /** '*' or an explicit allow-list of origins. */
+  corsOrigins: '*' | string[];
+  logLevel: string;
+  /** SSE/stream keepalive and WebSocket ping period. */
+  heartbeatMs: number;
+  /** SSE `retry:` hint. */
+  retryMs: number;
+  maxBodyBytes: number;
+  /** Bytes a connection may have queued unsent before it is cut as a slow consumer. */
+  maxBufferedBytes: number;
+  /** Most messages in one poll answer. */
+  pollBatchLimit: number;
+}
+
+export const DEFAULT_CONFIG: Config = {
+  host: '127.0.0.1',
+  port: 8080,
+  store: 'sqlite',
+  dataDir: './herald-data',
+  publishKey: undefined,
+  historySize: 1000,
+  historyTtlMs: 24 * 3600_000,
+  corsOrigins: '*',
+  logLevel: 'info',
+  heartbeatMs: 15_000,
+  retryMs: 2_000,
+  maxBodyBytes: 64 * 1024,
+  maxBufferedBytes: 1024 * 1024,
+  pollBatchLimit: 100,
+};
+
+/** Parses "90", "90s", "15m", "24h", "7d", "500ms" into milliseconds. */
+export function parseDurationMs(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (match === null) throw new Error(`not a duration: ${JSON.stringify(text)} (use e.g. 30s, 15m, 24h)`);
+  const unitMs = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? 's']!;
+  return Math.round(Number(match[1]) * unitMs);
+}
+
+/** Parses "65536", "64k", "64KiB", "1m", "1MiB" into bytes. */
+export function parseBytes(text: string): number {
+  const match = /^(\d+)\s*(k|kb|kib|m|mb|mib)?$/i.exec(text.trim());
+  if (match === null) throw new Error(`not a size: ${JSON.stringify(text)} (use e.g. 65536, 64KiB, 1MiB)`);
+  const unit = (match[2] ?? '').toLowerCase();
+  return Number(match[1]) * (unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 * 1024 : 1);
+}

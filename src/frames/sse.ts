@@ -1,0 +1,21 @@
+// [spec] HTML Living Standard §9.2 "Server-sent events": a block of `field: value` lines ended by a
+// blank line. Nothing user-supplied can add a field: the id is a cursor (base64url and "."), event
+// names are validated at publish, and data is JSON on a single line (JSON escapes every line break).
+import type { ResetNotice } from '../hub/hub.js';
+import { defineFormat } from '../hub/message.js';
+import { resetJson } from './reset.js';
+
+export const SSE_MESSAGE = defineFormat((message, cursor) =>
+  Buffer.from(`id: ${cursor}\nevent: ${message.event ?? 'message'}\ndata: ${message.envelope(cursor)}\n\n`),
+);
+
+export function sseReset(notice: ResetNotice, cursor: string): Buffer {
+  return Buffer.from(`id: ${cursor}\nevent: reset\ndata: ${resetJson(notice, cursor, '{')}\n\n`);
+}
+
+export function sseOpen(retryMs: number): Buffer {
+  // The comment line makes proxies and the browser see bytes at once.
+  return Buffer.from(`:ok\nretry: ${retryMs}\n\n`);
+}
+
+export const SSE_KEEPALIVE = Buffer.from(':\n\n');

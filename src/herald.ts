@@ -1,0 +1,98 @@
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import { LocalBroker } from './broker/local.js';
+import { DEFAULT_CONFIG, type Config } from './config.js';
+import { createEdge } from './http/server.js';
+import { Hub } from './hub/hub.js';
+import { Counters, createRegistry } from './metrics.js';
+import { MemoryStore } from './store/memory.js';
+import { SqliteStore } from './store/sqlite.js';
+import type { Store } from './store/store.js';
+import { HttpStreamTransport } from './transports/http-stream.js';
+import { IframeTransport } from './transports/iframe.js';
+import { LongPollTransport } from './transports/long-poll.js';
+import { SseTransport } from './transports/sse.js';
+import type { Transport, TransportContext } from './transports/transport.js';
+import { WebSocketTransport } from './transports/websocket.js';
+
+/** The sweep that drives heartbeats, poll deadlines and retention: one timer for the whole server. */
+const SWEEP_MS = 250;
+const RETENTION_SWEEP_MS = 60_000;
+
+export interface RunningHerald {
+  readonly url: string;
+  readonly port: number;
+  readonly hub: Hub;
+  readonly counters: Counters;
+  close(): Promise<void>;
+}
+
+function createStore(config: Config): Store {
+  const retention = { maxMessages: config.historySize, ttlMs: config.historyTtlMs };
+  return config.store === 'memory' ? new MemoryStore(retention) : new SqliteStore(config.dataDir, retention);
+}
+
+/** Wires store → broker → hub → transports → HTTP edge, and listens. */
+export async function startHerald(overrides: Partial<Config> = {}, logger?: Logger): Promise<RunningHerald> {
+  const config: Config = { ...DEFAULT_CONFIG, ...overrides };
+  const log = logger ?? pino({ level: config.logLevel }, pino.destination(2));
+  const counters = new Counters();
+  const store = createStore(config);
+  const broker = new LocalBroker();
+  const hub = new Hub(store, broker, counters);
+  const ctx: TransportContext = { hub, config, counters, logger: log };
+  const httpTransports = {
+    '/v1/sse': new SseTransport(ctx),
+    '/v1/stream': new HttpStreamTransport(ctx),
+    '/v1/iframe': new IframeTransport(ctx),
+    '/v1/poll': new LongPollTransport(ctx),
+  };
+  const websocket = new WebSocketTransport(ctx);
+  const transports: Transport[] = [...Object.values(httpTransports), websocket];
+  const registry = createRegistry(counters, () => hub.subscriptionCount);
+  const server = createEdge({ config, hub, counters, registry, logger: log, httpTransports, websocket });
+
+  let lastRetentionSweepMs = Date.now();
+  const sweep = setInterval(() => {
+    const nowMs = Date.now();
+    for (const transport of transports) transport.tick(nowMs);
+    if (nowMs - lastRetentionSweepMs >= RETENTION_SWEEP_MS) {
+      lastRetentionSweepMs = nowMs;
+      store.sweep(nowMs);
+    }
+  }, SWEEP_MS);
+  sweep.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host}:${port}`;
+  log.info({ url, store: store.kind, dataDir: config.store === 'sqlite' ? config.dataDir : undefined }, 'herald started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    hub,
+    counters,
+    close() {
+      closing ??= (async () => {
+        clearInterval(sweep);
+        for (const transport of transports) transport.closeAll();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        await broker.close();
+        store.close();
+      })();
+      return closing;
+    },
+  };
+}

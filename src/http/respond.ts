@@ -1,0 +1,25 @@
+import type { ServerResponse } from 'node:http';
+import { HeraldError } from './errors.js';
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const bytes = Buffer.from(JSON.stringify(body));
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': bytes.length,
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
+  res.end(bytes);
+}
+
+/** The one place an error becomes a response body. */
+export function sendError(res: ServerResponse, err: HeraldError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string> = err.code === 'unauthorized' ? { 'WWW-Authenticate': 'Bearer' } : {};
+  // The body of a refused upload may still be arriving; don't read it, don't keep the connection.
+  if (err.code === 'payload_too_large') headers.Connection = 'close';
+  sendJson(res, err.status, err.toJSON(), headers);
+}

@@ -1,0 +1,126 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config.js';
+import type { Hub } from '../hub/hub.js';
+import type { Counters } from '../metrics.js';
+import type { HttpTransport } from '../transports/transport.js';
+import type { WebSocketTransport } from '../transports/websocket.js';
+import { authorizeBackend } from './auth.js';
+import { ERRORS, HeraldError } from './errors.js';
+import { handlePublish } from './publish.js';
+import { sendError, sendJson } from './respond.js';
+
+export interface EdgeDeps {
+  config: Config;
+  hub: Hub;
+  counters: Counters;
+  registry: Registry;
+  logger: Logger;
+  httpTransports: Record<string, HttpTransport>;
+  websocket: WebSocketTransport;
+}
+
+const PREFLIGHT_HEADERS = {
+  'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+  'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID, Cache-Control, X-Requested-With',
+  'Access-Control-Max-Age': '600',
+};
+
+/** The HTTP edge: routing, CORS, and turning errors into responses. No message logic lives here. */
+export function createEdge(deps: EdgeDeps): Server {
+  const { config, logger } = deps;
+  const server = createServer((req, res) => {
+    route(deps, req, res).catch((err: unknown) => fail(res, err, logger));
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    try {
+      const url = new URL(req.url ?? '/', 'http://herald');
+      if (url.pathname !== '/v1/ws') throw new HeraldError('not_found');
+      if (!isOriginAllowed(config, req.headers.origin, true)) throw new HeraldError('origin_forbidden');
+      deps.websocket.upgrade(req, socket, head, url);
+    } catch (err) {
+      const error = err instanceof HeraldError ? err : new HeraldError('internal');
+      if (error.code === 'internal') logger.error({ err }, 'websocket upgrade failed');
+      const body = JSON.stringify(error.toJSON());
+      socket.end(
+        `HTTP/1.1 ${error.status} ${error.code}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    }
+  });
+  return server;
+}
+
+async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { config, hub } = deps;
+  const url = new URL(req.url ?? '/', 'http://herald');
+  applyCors(config, req, res);
+  if (req.method === 'OPTIONS') {
+    res.writeHead(204, PREFLIGHT_HEADERS).end();
+    return;
+  }
+  const path = url.pathname;
+  if (path === '/v1/publish') {
+    requireMethod(req, 'POST');
+    return handlePublish(req, res, hub, config.publishKey, config.maxBodyBytes);
+  }
+  requireMethod(req, 'GET', 'HEAD');
+  const transport = deps.httpTransports[path];
+  if (transport !== undefined) return transport.handle(req, res, url);
+  switch (path) {
+    case '/healthz':
+      return sendJson(res, 200, { status: 'ok' });
+    case '/metrics': {
+      const text = await deps.registry.metrics();
+      res.writeHead(200, { 'Content-Type': deps.registry.contentType, 'Cache-Control': 'no-store' }).end(text);
+      return;
+    }
+    case '/v1/stats':
+      authorizeBackend(req, config.publishKey);
+      return sendJson(res, 200, stats(deps));
+    default:
+      throw new HeraldError('not_found');
+  }
+}
+
+function stats({ hub, counters }: EdgeDeps): unknown {
+  const subscribers = [...hub.subscriberCounts()].sort((a, b) => b[1] - a[1]);
+  return {
+    connections: counters.connections,
+    channels: hub.store.channelCount,
+    subscriptions: hub.subscriptionCount,
+    // The busiest channels; a server with a million channels should not answer with a million rows.
+    subscribers: Object.fromEntries(subscribers.slice(0, 1000)),
+    published: counters.published,
+    delivered: counters.delivered,
+  };
+}
+
+function requireMethod(req: IncomingMessage, ...methods: string[]): void {
+  if (!methods.includes(req.method ?? '')) throw new HeraldError('method_not_allowed');
+}
+
+function fail(res: ServerResponse, err: unknown, logger: Logger): void {
+  if (err instanceof HeraldError) return sendError(res, err);
+  logger.error({ err }, 'request failed');
+  sendError(res, new HeraldError('internal', ERRORS.internal.message));
+}
+
+function isOriginAllowed(config: Config, origin: string | undefined, isWebSocket: boolean): boolean {
+  if (config.corsOrigins === '*') return true;
+  // Only browsers send Origin; a WebSocket without one is a backend client, not a cross-site page.
+  if (origin === undefined) return isWebSocket;
+  return config.corsOrigins.includes(origin);
+}
+
+function applyCors(config: Config, req: IncomingMessage, res: ServerResponse): void {
+  if (config.corsOrigins === '*') {
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    return;
+  }
+  res.setHeader('Vary', 'Origin');
+  const origin = req.headers.origin;
+  if (origin !== undefined && isOriginAllowed(config, origin, false)) res.setHeader('Access-Control-Allow-Origin', origin);
+}

@@ -1,0 +1,121 @@
+// A cursor is the whole state needed to resume a subscription, carried by the client: for each channel,
+// the epoch and the offset of the last message seen. It is stateless on purpose, so any transport and
+// any node can resume it. Wire form: one segment per channel, sorted by channel, joined by ".", each
+// segment base64url("channel\nepoch\noffset"). A message's own segment is computed once and shared, so a
+// one-channel subscription's cursor costs nothing per subscriber.
+
+import { HeraldError } from '../http/errors.js';
+
+export interface Position {
+  epoch: string;
+  /** Offset of the last message seen; 0 means "before the first message". */
+  offset: number;
+}
+
+export const CHANNEL_PATTERN = /^[A-Za-z0-9_.:@/-]{1,200}$/;
+const EPOCH_PATTERN = /^[A-Za-z0-9]{1,32}$/;
+const OFFSET_PATTERN = /^(0|[1-9][0-9]{0,15})$/;
+export const MAX_CHANNELS_PER_SUBSCRIPTION = 256;
+const MAX_CURSOR_CHARS = MAX_CHANNELS_PER_SUBSCRIPTION * 300;
+
+export function isValidChannel(name: unknown): name is string {
+  return typeof name === 'string' && CHANNEL_PATTERN.test(name);
+}
+
+export function cursorSegment(channel: string, epoch: string, offset: number): string {
+  return Buffer.from(`${channel}\n${epoch}\n${offset}`).toString('base64url');
+}
+
+/** Parses a cursor; throws `cursor_invalid` on anything this server could not have issued. */
+export function decodeCursor(cursor: string): Map<string, Position> {
+  if (cursor.length === 0 || cursor.length > MAX_CURSOR_CHARS) throw new HeraldError('cursor_invalid');
+  const positions = new Map<string, Position>();
+  for (const segment of cursor.split('.')) {
+    if (!/^[A-Za-z0-9_-]+$/.test(segment)) throw new HeraldError('cursor_invalid');
+    const parts = Buffer.from(segment, 'base64url').toString('utf8').split('\n');
+    if (parts.length !== 3) throw new HeraldError('cursor_invalid');
+    const [channel, epoch, offset] = parts as [string, string, string];
+    if (!CHANNEL_PATTERN.test(channel) || !EPOCH_PATTERN.test(epoch) || !OFFSET_PATTERN.test(offset)) {
+      throw new HeraldError('cursor_invalid');
+    }
+    positions.set(channel, { epoch, offset: Number(offset) });
+  }
+  if (positions.size > MAX_CHANNELS_PER_SUBSCRIPTION) throw new HeraldError('too_many_channels');
+  return positions;
+}
+
+export function encodeCursor(positions: ReadonlyMap<string, Position>): string {
+  return [...positions.keys()]
+    .sort()
+    .map((channel) => {
+      const { epoch, offset } = positions.get(channel)!;
+      return cursorSegment(channel, epoch, offset);
+    })
+    .join('.');
+}
+
+/**
+ * The positions of one subscription (one connection's channels). `advance` is called for every message
+ * delivered and refuses anything at or before the known position, so a message can never be delivered
+ * twice, whatever order replay and live fan-out interleave in.
+ */
+export class SubscriptionCursor {
+  readonly #positions = new Map<string, Position>();
+  readonly #segments = new Map<string, string>();
+  #sortedChannels: string[] = [];
+  #cached: string | undefined;
+
+  get channels(): readonly string[] {
+    return this.#sortedChannels;
+  }
+
+  get size(): number {
+    return this.#positions.size;
+  }
+
+  has(channel: string): boolean {
+    return this.#positions.has(channel);
+  }
+
+  position(channel: string): Position | undefined {
+    return this.#positions.get(channel);
+  }
+
+  set(channel: string, position: Position): void {
+    if (!this.#positions.has(channel)) {
+      this.#sortedChannels = [...this.#sortedChannels, channel].sort();
+    }
+    this.#positions.set(channel, position);
+    this.#segments.set(channel, cursorSegment(channel, position.epoch, position.offset));
+    this.#cached = undefined;
+  }
+
+  delete(channel: string): void {
+    if (!this.#positions.delete(channel)) return;
+    this.#segments.delete(channel);
+    this.#sortedChannels = this.#sortedChannels.filter((c) => c !== channel);
+    this.#cached = undefined;
+  }
+
+  /** Moves the channel's position to `message`; false when the message is not new to this subscription. */
+  advance(message: { channel: string; epoch: string; offset: number; cursorSegment: string }): boolean {
+    const position = this.#positions.get(message.channel);
+    if (position === undefined) return false;
+    if (position.epoch === message.epoch && message.offset <= position.offset) return false;
+    position.epoch = message.epoch;
+    position.offset = message.offset;
+    this.#segments.set(message.channel, message.cursorSegment);
+    this.#cached = undefined;
+    return true;
+  }
+
+  toString(): string {
+    if (this.#cached === undefined) {
+      this.#cached =
+        this.#sortedChannels.length === 1
+          ? this.#segments.get(this.#sortedChannels[0]!)!
+          : this.#sortedChannels.map((c) => this.#segments.get(c)!).join('.');
+    }
+    return this.#cached;
+  }
+}

@@ -1,0 +1,221 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { scriptSafeJson, validateCallback } from '../frames/script.js';
+import { resetJson } from '../frames/reset.js';
+import { HeraldError } from '../http/errors.js';
+import { SubscriptionCursor } from '../hub/cursor.js';
+import type { ResetNotice, Subscriber } from '../hub/hub.js';
+import type { Message } from '../hub/message.js';
+import { parseSubscribeRequest } from './subscribe-request.js';
+import type { HttpTransport, TransportContext } from './transport.js';
+
+const MAX_TIMEOUT_S = 120;
+const DEFAULT_TIMEOUT_S = 25;
+/** Poll deadlines are kept in buckets this wide, swept by the shared tick: no timer per request. */
+const DEADLINE_BUCKET_MS = 250;
+
+interface PollRequest {
+  cursor: SubscriptionCursor;
+  resets: ResetNotice[];
+  limit: number;
+  callback: string | undefined;
+}
+
+interface Waiter {
+  res: ServerResponse;
+  group: WaitGroup;
+  deadlineBucket: number;
+}
+
+/**
+ * Every held poll waiting at the same position of the same channels, with the same limit and callback:
+ * they will get byte-identical answers, so the answer is encoded once for all of them.
+ */
+class WaitGroup implements Subscriber {
+  readonly key: string;
+  readonly request: PollRequest;
+  readonly waiters = new Set<Waiter>();
+  readonly #transport: LongPollTransport;
+
+  constructor(key: string, request: PollRequest, transport: LongPollTransport) {
+    this.key = key;
+    this.request = request;
+    this.#transport = transport;
+  }
+
+  onMessage(message: Message): void {
+    const position = this.request.cursor.position(message.channel);
+    if (position === undefined || (position.epoch === message.epoch && message.offset <= position.offset)) return;
+    this.#transport.answerGroup(this);
+  }
+}
+
+/**
+ * GET /v1/poll — long polling (`timeout` seconds, default 25), short polling (`timeout=0`) and JSONP
+ * (`callback=fn`). Answers `{"messages":[…],"cursor"}` as soon as anything lies past the cursor.
+ */
+export class LongPollTransport implements HttpTransport {
+  readonly #ctx: TransportContext;
+  readonly #groups = new Map<string, WaitGroup>();
+  readonly #deadlines = new Map<number, Set<Waiter>>();
+
+  constructor(ctx: TransportContext) {
+    this.#ctx = ctx;
+  }
+
+  handle(_req: IncomingMessage, res: ServerResponse, url: URL): void {
+    const params = url.searchParams;
+    const timeoutS = parseTimeout(params.get('timeout'));
+    const limit = parseLimit(params.get('limit'), this.#ctx.config.pollBatchLimit);
+    const callback = params.has('callback') ? validateCallback(params.get('callback')) : undefined;
+    const starts = parseSubscribeRequest(params);
+    const request: PollRequest = { cursor: new SubscriptionCursor(), resets: [], limit, callback };
+    for (const [channel, start] of starts) {
+      const { position, reset } = this.#ctx.hub.resolve(channel, start);
+      request.cursor.set(channel, position);
+      if (reset !== undefined) request.resets.push(reset);
+    }
+    const answer = this.#answer(request);
+    if (answer !== undefined || timeoutS === 0) {
+      this.#send(res, answer?.body ?? this.#emptyAnswer(request), callback);
+      this.#ctx.counters.delivered.poll += answer?.messageCount ?? 0;
+      return;
+    }
+    this.#hold(res, request, timeoutS);
+  }
+
+  #hold(res: ServerResponse, request: PollRequest, timeoutS: number): void {
+    const key = `${request.cursor}|${request.limit}|${request.callback ?? ''}`;
+    let group = this.#groups.get(key);
+    if (group === undefined) {
+      group = new WaitGroup(key, request, this);
+      this.#groups.set(key, group);
+      for (const channel of request.cursor.channels) this.#ctx.hub.attach(channel, group);
+    }
+    const deadlineBucket = Math.ceil((Date.now() + timeoutS * 1000) / DEADLINE_BUCKET_MS);
+    const waiter: Waiter = { res, group, deadlineBucket };
+    group.waiters.add(waiter);
+    let bucket = this.#deadlines.get(deadlineBucket);
+    if (bucket === undefined) {
+      bucket = new Set();
+      this.#deadlines.set(deadlineBucket, bucket);
+    }
+    bucket.add(waiter);
+    this.#ctx.counters.connections.poll++;
+    // The client went away before an answer: release what it held (a no-op once answered).
+    res.on('close', () => this.#release(waiter));
+  }
+
+  /** Answers every poll of the group with one shared body. Called from hub fan-out. */
+  answerGroup(group: WaitGroup): void {
+    const answer = this.#answer(group.request);
+    if (answer === undefined) return;
+    const bytes = this.#encode(answer.body, group.request.callback);
+    this.#ctx.counters.delivered.poll += answer.messageCount * group.waiters.size;
+    for (const waiter of [...group.waiters]) {
+      this.#release(waiter);
+      this.#write(waiter.res, bytes, group.request.callback);
+    }
+  }
+
+  #release(waiter: Waiter): void {
+    const { group } = waiter;
+    if (!group.waiters.delete(waiter)) return;
+    this.#ctx.counters.connections.poll--;
+    const bucket = this.#deadlines.get(waiter.deadlineBucket);
+    bucket?.delete(waiter);
+    if (bucket?.size === 0) this.#deadlines.delete(waiter.deadlineBucket);
+    if (group.waiters.size === 0) {
+      this.#groups.delete(group.key);
+      for (const channel of group.request.cursor.channels) this.#ctx.hub.detach(channel, group);
+    }
+  }
+
+  /** The answer body when something lies past the cursor (a reset counts), else undefined. */
+  #answer(request: PollRequest): { body: string; messageCount: number } | undefined {
+    const cursor = cloneCursor(request.cursor);
+    const entries: string[] = [];
+    for (const reset of request.resets) entries.push(resetJson(reset, cursor.toString(), '{"reset":true,'));
+    let room = request.limit;
+    for (const channel of request.cursor.channels) {
+      if (room === 0) break;
+      const messages = this.#ctx.hub.read(channel, request.cursor.position(channel)!.offset, room);
+      room -= messages.length;
+      for (const message of messages) {
+        cursor.advance(message);
+        entries.push(message.envelope(cursor.toString()));
+      }
+    }
+    if (entries.length === 0) return undefined;
+    return {
+      body: `{"messages":[${entries.join(',')}],"cursor":"${cursor}"}`,
+      messageCount: request.limit - room,
+    };
+  }
+
+  #emptyAnswer(request: PollRequest): string {
+    return `{"messages":[],"cursor":"${request.cursor}"}`;
+  }
+
+  #encode(body: string, callback: string | undefined): Buffer {
+    // `/**/` keeps the answer from starting with attacker-chosen bytes (the Rosetta Flash class of attacks).
+    return Buffer.from(callback === undefined ? body : `/**/${callback}(${scriptSafeJson(body)});`);
+  }
+
+  #send(res: ServerResponse, body: string, callback: string | undefined): void {
+    this.#write(res, this.#encode(body, callback), callback);
+  }
+
+  #write(res: ServerResponse, bytes: Buffer, callback: string | undefined): void {
+    res.writeHead(200, {
+      'Content-Type': callback === undefined ? 'application/json; charset=utf-8' : 'application/javascript; charset=utf-8',
+      'Content-Length': bytes.length,
+      'Cache-Control': 'no-store',
+      'X-Content-Type-Options': 'nosniff',
+    });
+    res.end(bytes);
+  }
+
+  tick(nowMs: number): void {
+    const due = Math.floor(nowMs / DEADLINE_BUCKET_MS);
+    for (const [bucketId, bucket] of this.#deadlines) {
+      if (bucketId > due) continue;
+      for (const waiter of [...bucket]) {
+        const { request } = waiter.group;
+        this.#release(waiter);
+        this.#send(waiter.res, this.#emptyAnswer(request), request.callback);
+      }
+    }
+  }
+
+  closeAll(): void {
+    for (const bucket of [...this.#deadlines.values()]) {
+      for (const waiter of [...bucket]) {
+        const { request } = waiter.group;
+        this.#release(waiter);
+        this.#send(waiter.res, this.#emptyAnswer(request), request.callback);
+      }
+    }
+  }
+}
+
+function cloneCursor(source: SubscriptionCursor): SubscriptionCursor {
+  const copy = new SubscriptionCursor();
+  for (const channel of source.channels) copy.set(channel, { ...source.position(channel)! });
+  return copy;
+}
+
+function parseTimeout(text: string | null): number {
+  if (text === null) return DEFAULT_TIMEOUT_S;
+  const seconds = Number(text);
+  if (text.trim() === '' || !Number.isFinite(seconds) || seconds < 0 || seconds > MAX_TIMEOUT_S) {
+    throw new HeraldError('timeout_invalid');
+  }
+  return seconds;
+}
+
+function parseLimit(text: string | null, fallback: number): number {
+  if (text === null) return fallback;
+  const limit = Number(text);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HeraldError('limit_invalid');
+  return limit;
+}

@@ -1,0 +1,36 @@
+import type { IncomingMessage } from 'node:http';
+import { SSE_KEEPALIVE, SSE_MESSAGE, sseOpen, sseReset } from '../frames/sse.js';
+import { HeraldError } from '../http/errors.js';
+import { StreamingTransport, type StreamWire } from './streaming.js';
+
+/** GET /v1/sse — Server-Sent Events for EventSource. */
+export class SseTransport extends StreamingTransport {
+  protected readonly name = 'sse' as const;
+
+  protected wire(req: IncomingMessage): StreamWire {
+    if (!acceptsEventStream(req.headers.accept)) throw new HeraldError('not_acceptable');
+    return {
+      contentType: 'text/event-stream; charset=utf-8',
+      opening: sseOpen(this.ctx.config.retryMs),
+      format: SSE_MESSAGE,
+      resetFrame: sseReset,
+      heartbeat: SSE_KEEPALIVE,
+    };
+  }
+
+  // [spec] EventSource reconnects to the same URL with the last `id:` it saw as Last-Event-ID.
+  protected override resumeCursor(req: IncomingMessage): string | undefined {
+    const header = req.headers['last-event-id'];
+    return typeof header === 'string' ? header : undefined;
+  }
+}
+
+/** RFC 9110 §12.5.1: true unless the Accept header leaves out text/event-stream (or gives it q=0). */
+export function acceptsEventStream(accept: string | undefined): boolean {
+  if (accept === undefined || accept.trim() === '') return true;
+  return accept.split(',').some((range) => {
+    const [type, ...params] = range.split(';').map((part) => part.trim().toLowerCase());
+    const isZero = params.some((p) => /^q=0(\.0*)?$/.test(p));
+    return !isZero && (type === 'text/event-stream' || type === 'text/*' || type === '*/*');
+  });
+}

@@ -1,0 +1,103 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ErrorCode } from '../http/errors.js';
+import type { ResetNotice } from '../hub/hub.js';
+import type { FrameFormat } from '../hub/message.js';
+import type { TransportName } from '../metrics.js';
+import { Connection } from './connection.js';
+import { parseSubscribeRequest } from './subscribe-request.js';
+import type { HttpTransport, TransportContext } from './transport.js';
+
+/** How one streaming response is framed: SSE, NDJSON or the iframe's script tags. */
+export interface StreamWire {
+  contentType: string;
+  opening: Buffer;
+  format: FrameFormat;
+  resetFrame(notice: ResetNotice, cursor: string): Buffer;
+  heartbeat: Buffer;
+}
+
+class ResponseConnection extends Connection {
+  readonly #res: ServerResponse;
+  readonly #wire: StreamWire;
+
+  constructor(ctx: TransportContext, transport: TransportName, wire: StreamWire, res: ServerResponse) {
+    super(ctx, transport, wire.format);
+    this.#res = res;
+    this.#wire = wire;
+  }
+
+  protected get bufferedBytes(): number {
+    return this.#res.writableLength;
+  }
+
+  protected send(bytes: Buffer): void {
+    this.#res.write(bytes);
+  }
+
+  protected resetFrame(notice: ResetNotice, cursor: string): Buffer {
+    return this.#wire.resetFrame(notice, cursor);
+  }
+
+  heartbeat(): void {
+    this.write(this.#wire.heartbeat);
+  }
+
+  protected end(reason: ErrorCode | undefined): void {
+    // A slow consumer's backlog would take as long to flush as it took to build: drop it.
+    if (reason === 'slow_consumer') this.#res.destroy();
+    else this.#res.end();
+  }
+}
+
+/**
+ * A response held open and written to as messages arrive (SSE, NDJSON stream, iframe). Each subclass
+ * only describes its wire; subscription, replay, heartbeats and release are shared here.
+ */
+export abstract class StreamingTransport implements HttpTransport {
+  protected abstract readonly name: TransportName;
+  protected readonly ctx: TransportContext;
+  readonly #connections = new Set<ResponseConnection>();
+  #lastHeartbeatMs = Date.now();
+
+  constructor(ctx: TransportContext) {
+    this.ctx = ctx;
+  }
+
+  /** Checks the request and says how to frame the response; throws a HeraldError to refuse it. */
+  protected abstract wire(req: IncomingMessage, url: URL): StreamWire;
+
+  /** A cursor the client sends besides the URL's (SSE's Last-Event-ID). */
+  protected resumeCursor(_req: IncomingMessage): string | undefined {
+    return undefined;
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    const wire = this.wire(req, url);
+    const starts = parseSubscribeRequest(url.searchParams, this.resumeCursor(req));
+    res.writeHead(200, {
+      'Content-Type': wire.contentType,
+      'Cache-Control': 'no-cache',
+      'X-Accel-Buffering': 'no',
+      'X-Content-Type-Options': 'nosniff',
+    });
+    res.flushHeaders();
+    if (wire.opening.length > 0) res.write(wire.opening);
+    const connection = new ResponseConnection(this.ctx, this.name, wire, res);
+    this.#connections.add(connection);
+    res.on('close', () => {
+      connection.close();
+      this.#connections.delete(connection);
+    });
+    connection.subscribe(starts);
+  }
+
+  tick(nowMs: number): void {
+    if (nowMs - this.#lastHeartbeatMs < this.ctx.config.heartbeatMs) return;
+    this.#lastHeartbeatMs = nowMs;
+    for (const connection of this.#connections) connection.heartbeat();
+  }
+
+  closeAll(): void {
+    for (const connection of this.#connections) connection.close('shutting_down');
+  }
+}
