@@ -58,7 +58,7 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
     for (const transport of transports) transport.tick(nowMs);
     if (nowMs - lastRetentionSweepMs >= RETENTION_SWEEP_MS) {
       lastRetentionSweepMs = nowMs;
-      store.sweep(nowMs);
+      hub.sweep(nowMs);
     }
   }, SWEEP_MS);
   sweep.unref();

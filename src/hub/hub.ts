@@ -101,6 +101,11 @@ export class Hub {
     if (set.size === 0) this.#subscribers.delete(channel);
   }
 
+  /** Applies retention and lets the store forget windows no subscriber here uses. */
+  sweep(nowMs: number): void {
+    this.store.sweep(nowMs, (channel) => this.#subscribers.has(channel));
+  }
+
   subscriberCount(channel: string): number {
     return this.#subscribers.get(channel)?.size ?? 0;
   }

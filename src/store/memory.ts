@@ -75,9 +75,25 @@ export class MemoryStore implements Store {
     return results;
   }
 
-  sweep(nowMs: number): void {
+  sweep(nowMs: number, isInUse: (channel: string) => boolean): void {
     const minPublishedAtMs = nowMs - this.retention.ttlMs;
-    for (const log of this.logs.values()) log.trim(this.retention.maxMessages, minPublishedAtMs);
+    for (const log of this.logs.values()) {
+      this.trimExpired(log, minPublishedAtMs);
+      if (!isInUse(log.channel) && this.isEvictable(log)) this.logs.delete(log.channel);
+    }
+  }
+
+  protected trimExpired(log: ChannelLog, minPublishedAtMs: number): void {
+    log.trim(this.retention.maxMessages, minPublishedAtMs);
+  }
+
+  /**
+   * Whether an unused window may leave memory. Here only if nothing was ever published to it (it
+   * holds no history, only an epoch that "saw nothing" positions ignore), so subscribing to random
+   * names cannot grow memory.
+   */
+  protected isEvictable(log: ChannelLog): boolean {
+    return log.headOffset === 0;
   }
 
   close(): void {

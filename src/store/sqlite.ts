@@ -88,13 +88,15 @@ export class SqliteStore extends MemoryStore {
     this.#persistBatch(messages, headOffsets);
   }
 
-  override sweep(nowMs: number): void {
-    const minPublishedAtMs = nowMs - this.retention.ttlMs;
-    for (const log of this.logs.values()) {
-      if (log.trim(this.retention.maxMessages, minPublishedAtMs) > 0) {
-        this.#deleteThrough.run(log.channel, log.oldestOffset - 1);
-      }
+  protected override trimExpired(log: ChannelLog, minPublishedAtMs: number): void {
+    if (log.trim(this.retention.maxMessages, minPublishedAtMs) > 0) {
+      this.#deleteThrough.run(log.channel, log.oldestOffset - 1);
     }
+  }
+
+  /** Everything here can be loaded again from disk: an unused window only costs memory. */
+  protected override isEvictable(): boolean {
+    return true;
   }
 
   override close(): void {

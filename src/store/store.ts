@@ -36,8 +36,12 @@ export interface Store {
    * waits on a disk or the network. A channel never published to has an empty log.
    */
   log(channel: string): ChannelLog;
-  /** Applies the TTL retention; called from a shared periodic sweep. */
-  sweep(nowMs: number): void;
+  /**
+   * Applies the TTL retention and lets go of windows no one uses (a channel merely subscribed to, or
+   * one the store can load again); `isInUse` says whether a channel has subscribers. Called from a
+   * shared periodic sweep.
+   */
+  sweep(nowMs: number, isInUse: (channel: string) => boolean): void;
   /** Number of channels with a log in memory. */
   readonly channelCount: number;
   close(): void;
