@@ -11,6 +11,7 @@ import { authorizeBackend } from './auth.js';
 import { ERRORS, HeraldError } from './errors.js';
 import { handlePublish } from './publish.js';
 import { sendError, sendJson } from './respond.js';
+import { isClientAsset, serveClientAsset } from './static-client.js';
 
 export interface EdgeDeps {
   config: Config;
@@ -69,6 +70,7 @@ async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse):
   requireMethod(req, 'GET', 'HEAD');
   const transport = deps.httpTransports[path];
   if (transport !== undefined) return transport.handle(req, res, url);
+  if (isClientAsset(path)) return serveClientAsset(req, res, path);
   switch (path) {
     case '/healthz':
       return sendJson(res, 200, { status: 'ok' });

@@ -1,0 +1,526 @@
+// The Herald client: one resilient connection carrying every subscription. (The file is client.ts, not
+// herald.ts, because dist/client/herald.js is the bundle's name.) It owns what must survive a
+// reconnect: the channels wanted, the newest cursor naming each, and the last offset delivered on each
+// (the dedupe and gap guard). Transports (transports/*) only move entries through a Link.
+import { backoffMs } from './backoff.js';
+import { HeraldError, isFatal } from './errors.js';
+import { getJson, type PollAnswer } from './http.js';
+import { isAvailable, type Entry, type Link, type Settings, type Transport, type TransportFactory } from './transport.js';
+import { longPollTransport } from './transports/long-poll.js';
+import { sseTransport } from './transports/sse.js';
+import { streamTransport } from './transports/stream.js';
+import { webSocketTransport } from './transports/websocket.js';
+import type {
+  Envelope,
+  HeraldEvents,
+  HeraldOptions,
+  ResetInfo,
+  StateChange,
+  SubscribeOptions,
+  Subscription,
+  TransportName,
+} from './types.js';
+
+// [spec] docs/protocol.md "Channels, offsets, epochs" and "Subscribing over HTTP" (256 per subscription).
+const CHANNEL_PATTERN = /^[A-Za-z0-9_.:@/-]{1,200}$/;
+const CURSOR_PATTERN = /^[A-Za-z0-9_.-]+$/;
+const MAX_CHANNELS = 256;
+const FACTORIES: Record<TransportName, TransportFactory> = {
+  websocket: webSocketTransport,
+  sse: sseTransport,
+  stream: streamTransport,
+  longpoll: longPollTransport,
+};
+const REQUEST_TIMEOUT_MS = 10_000;
+
+type Timer = ReturnType<typeof setTimeout>;
+
+/** What the client knows of one subscribed channel. */
+interface Channel {
+  since: 'head' | 'beginning';
+  handlers: Set<SubscribeOptions<any>>;
+  /** The last message (or reset) delivered: dedupe and gap detection compare against it. */
+  epoch?: string;
+  offset?: number;
+  /** The newest cursor naming this channel, and its sequence number (newer cursors win a merge). */
+  cursor?: string;
+  seq: number;
+  /** The cursor of this channel's own last entry: exact for it, so it can fetch a gap. */
+  own?: string;
+  /** Entries held back while a gap is fetched, with the channels each one's cursor covers. */
+  held?: [Entry, string[]][];
+  ready: Promise<void>;
+  /** Settles `ready`: the start is fixed (a cursor, or `beginning`), or the subscription is over. */
+  settle(): void;
+}
+
+/** One try at a connection, from `connecting` until it is lost. */
+interface Attempt {
+  name: TransportName;
+  transport?: Transport;
+  isOpen: boolean;
+  openTimer?: Timer;
+  watchdog?: ReturnType<typeof setInterval>;
+}
+
+export class Herald {
+  readonly #url: string;
+  readonly #settings: Settings;
+  readonly #order: TransportName[];
+  readonly #initialMs: number;
+  readonly #maxMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #channels = new Map<string, Channel>();
+  readonly #listeners: { [K in keyof HeraldEvents]: Set<(event: HeraldEvents[K]) => void> } = {
+    state: new Set(),
+    error: new Set(),
+  };
+  /** Transports that have opened at least once: they are retried, never given up for the next one. */
+  readonly #hasOpened = new Set<TransportName>();
+  #attempt: Attempt | undefined;
+  #retryTimer: Timer | undefined;
+  #state: StateChange = { state: 'disconnected', reason: 'idle' };
+  #orderIndex = 0;
+  #failures = 0;
+  #seq = 0;
+  #lastSeenMs = 0;
+  #isClosed = false;
+  #isSyncQueued = false;
+  /** Connection changes run one after another, never interleaved. */
+  #chain: Promise<void> = Promise.resolve();
+
+  constructor(url: string, options: HeraldOptions = {}) {
+    const base = new URL(url, (globalThis as { location?: { href: string } }).location?.href);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new HeraldError('url_invalid', `Herald needs the server's http(s) URL, got ${JSON.stringify(url)}.`);
+    }
+    this.#url = (base.origin + base.pathname).replace(/\/+$/, '');
+    const g = globalThis as Record<string, any>;
+    const fetchFn: typeof fetch | undefined = options.fetch ?? g.fetch;
+    const heartbeatMs = options.heartbeatMs ?? 15_000;
+    this.#settings = {
+      // Called unbound: a browser's fetch throws "Illegal invocation" when called as a method of another object.
+      fetch: fetchFn && ((input, init) => fetchFn(input, init)),
+      WebSocket: options.WebSocket ?? g.WebSocket,
+      EventSource: options.EventSource ?? g.EventSource,
+      heartbeatMs,
+      pingMs: options.pingMs ?? heartbeatMs,
+      pollTimeoutS: options.pollTimeoutS ?? 25,
+    };
+    this.#initialMs = options.backoff?.initialMs ?? 1000;
+    this.#maxMs = options.backoff?.maxMs ?? 30_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    const wanted = options.transports ?? (Object.keys(FACTORIES) as TransportName[]);
+    this.#order = wanted.filter((name) => FACTORIES[name] !== undefined && isAvailable(name, this.#settings));
+    if (this.#order.length === 0) {
+      throw new HeraldError(
+        'transport_unavailable',
+        `None of the transports ${wanted.join(', ')} can run here: pass fetch, WebSocket or EventSource in the options.`,
+      );
+    }
+  }
+
+  /** The latest state change. */
+  get state(): StateChange {
+    return this.#state;
+  }
+
+  /**
+   * Receives every message of `channel`, in order, exactly once, across reconnects. Subscribing more
+   * handlers to a channel shares its one server-side subscription. Throws a HeraldError at once for a
+   * bad channel name or cursor, past 256 channels, or after close().
+   */
+  subscribe<T = unknown>(channel: string, options: SubscribeOptions<T>): Subscription {
+    if (this.#isClosed) throw new HeraldError('closed', 'This Herald client is closed.');
+    if (!CHANNEL_PATTERN.test(channel)) {
+      throw new HeraldError('channel_invalid', `Invalid channel name ${JSON.stringify(channel)}: names match ${CHANNEL_PATTERN.source}.`);
+    }
+    if (typeof options?.onMessage !== 'function') throw new TypeError('subscribe() needs an onMessage function.');
+    let ch = this.#channels.get(channel);
+    if (ch === undefined) {
+      if (this.#channels.size >= MAX_CHANNELS) {
+        throw new HeraldError('too_many_channels', `One connection carries at most ${MAX_CHANNELS} channels.`);
+      }
+      const since = options.since ?? 'head';
+      if (since !== 'head' && since !== 'beginning' && !CURSOR_PATTERN.test(since)) {
+        throw new HeraldError('cursor_invalid', 'since is "head", "beginning", or the cursor of an envelope.');
+      }
+      let settle!: () => void;
+      const ready = new Promise<void>((resolve) => (settle = resolve));
+      ch = { since: since === 'beginning' ? 'beginning' : 'head', handlers: new Set(), seq: 0, ready, settle };
+      if (since !== 'head' && since !== 'beginning') {
+        ch.cursor = since;
+        ch.seq = ++this.#seq;
+      }
+      if (since !== 'head') settle();
+      this.#channels.set(channel, ch);
+      this.#sync();
+    }
+    const handler = { ...options } as SubscribeOptions<any>;
+    const current = ch;
+    current.handlers.add(handler);
+    return {
+      channel,
+      ready: current.ready,
+      unsubscribe: () => {
+        if (!current.handlers.delete(handler) || current.handlers.size > 0) return;
+        if (this.#channels.get(channel) !== current) return;
+        current.settle();
+        this.#channels.delete(channel);
+        this.#sync();
+      },
+    };
+  }
+
+  /** Listens to `state` changes or `error`s; returns a function that stops listening. */
+  on<K extends keyof HeraldEvents>(event: K, listener: (event: HeraldEvents[K]) => void): () => void {
+    const listeners = this.#listeners[event] as Set<(event: HeraldEvents[K]) => void>;
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  }
+
+  /** Ends the connection and every subscription, clears every timer. Idempotent. */
+  close(): void {
+    if (!this.#isClosed) this.#shutdown({ state: 'closed', reason: 'closed by the client' });
+  }
+
+  // ---- connection lifecycle ----
+
+  /** Brings the connection in line with the wanted channels, once per tick whatever changed. */
+  #sync(): void {
+    if (this.#isSyncQueued) return;
+    this.#isSyncQueued = true;
+    queueMicrotask(() => {
+      this.#isSyncQueued = false;
+      this.#chain = this.#chain
+        .then(() => this.#apply())
+        .catch((error: unknown) => this.#emit('error', new HeraldError('internal', `Herald client: ${(error as Error).message}`)));
+    });
+  }
+
+  async #apply(): Promise<void> {
+    if (this.#isClosed) return;
+    const attempt = this.#attempt;
+    if (this.#channels.size === 0) {
+      // Nothing to carry: hold no connection (and no HTTP stream, which needs a channel).
+      if (attempt !== undefined || this.#retryTimer !== undefined) {
+        this.#drop();
+        this.#setState({ state: 'disconnected', reason: 'idle' });
+      }
+      return;
+    }
+    if (attempt === undefined) {
+      if (this.#retryTimer === undefined) await this.#connect();
+      return;
+    }
+    try {
+      await this.#anchor();
+    } catch (error) {
+      this.#lost(attempt, 'server unreachable', error);
+      return;
+    }
+    if (this.#attempt === attempt) attempt.transport?.update();
+  }
+
+  async #connect(): Promise<void> {
+    const name = this.#order[this.#orderIndex % this.#order.length]!;
+    const attempt: Attempt = { name, isOpen: false };
+    this.#attempt = attempt;
+    this.#setState({ state: 'connecting', transport: name });
+    try {
+      await this.#anchor();
+    } catch (error) {
+      this.#lost(attempt, 'server unreachable', error);
+      return;
+    }
+    if (this.#attempt !== attempt) return;
+    attempt.openTimer = setTimeout(() => this.#lost(attempt, `${name} did not open within ${this.#connectTimeoutMs} ms`), this.#connectTimeoutMs);
+    try {
+      attempt.transport = FACTORIES[name](this.#link(attempt));
+    } catch (error) {
+      this.#lost(attempt, `${name} failed to start: ${(error as Error).message}`, error);
+    }
+  }
+
+  /**
+   * Gives each new `head` channel a cursor before any wire carries it. [spec] "A first poll without a
+   * cursor starts at the head; the empty answer's cursor marks that head." Without this, a connection
+   * lost before the channel's first message would resume it at a later head, missing what came between.
+   */
+  async #anchor(): Promise<void> {
+    const fetchFn = this.#settings.fetch;
+    const channels = [...this.#channels].filter(([, ch]) => ch.since === 'head' && ch.cursor === undefined).map(([c]) => c);
+    if (fetchFn === undefined || channels.length === 0) return;
+    const query = new URLSearchParams({ channel: channels.join(','), timeout: '0' });
+    const answer = await getJson<PollAnswer>(fetchFn, `${this.#url}/v1/poll?${query}`, REQUEST_TIMEOUT_MS);
+    const seq = ++this.#seq;
+    for (const channel of channels) {
+      const ch = this.#channels.get(channel);
+      if (ch !== undefined && ch.cursor === undefined) {
+        ch.cursor = answer.cursor;
+        ch.seq = seq;
+        ch.settle();
+      }
+    }
+  }
+
+  #link(attempt: Attempt): Link {
+    const isCurrent = (): boolean => this.#attempt === attempt;
+    return {
+      url: this.#url,
+      settings: this.#settings,
+      channels: () => [...this.#channels.keys()],
+      query: (channels) => this.#query(channels),
+      start: (channel) => {
+        const ch = this.#channels.get(channel);
+        if (ch?.cursor !== undefined) return { cursor: ch.cursor };
+        return ch?.since === 'beginning' ? { since: 'beginning' } : {};
+      },
+      opened: (deadAfterMs) => {
+        if (isCurrent() && !attempt.isOpen) this.#opened(attempt, deadAfterMs);
+      },
+      alive: () => {
+        if (isCurrent()) this.#lastSeenMs = Date.now();
+      },
+      receive: (entry, covered) => {
+        if (!isCurrent()) return;
+        this.#lastSeenMs = Date.now();
+        this.#receive(entry, covered, false);
+      },
+      cover: (cursor, covered) => {
+        if (isCurrent()) this.#cover(cursor, covered);
+      },
+      refused: (error, channel) => {
+        if (isCurrent()) this.#refused(error, channel);
+      },
+      closed: (reason, error) => this.#lost(attempt, reason, error),
+    };
+  }
+
+  #opened(attempt: Attempt, deadAfterMs: number | undefined): void {
+    attempt.isOpen = true;
+    clearTimeout(attempt.openTimer);
+    this.#failures = 0;
+    this.#hasOpened.add(attempt.name);
+    this.#lastSeenMs = Date.now();
+    // Without fetch nothing is anchored: the best sign is a wire carrying the channel.
+    if (this.#settings.fetch === undefined) for (const ch of this.#channels.values()) ch.settle();
+    if (deadAfterMs !== undefined) {
+      // Dead connections are found by silence, not by TCP: a half-open socket can look fine for minutes.
+      attempt.watchdog = setInterval(() => {
+        if (Date.now() - this.#lastSeenMs > deadAfterMs) this.#lost(attempt, `heartbeat_timeout: silent for over ${deadAfterMs} ms`);
+      }, Math.max(50, deadAfterMs / 4));
+    }
+    this.#setState({ state: 'connected', transport: attempt.name });
+  }
+
+  /** The attempt is over (failed, dead, or ended by the server): retry, fall back, or stop for good. */
+  #lost(attempt: Attempt, reason: string, error?: unknown): void {
+    if (this.#attempt !== attempt) return;
+    this.#drop();
+    if (isFatal(error)) {
+      this.#fail(error as HeraldError);
+      return;
+    }
+    void this.#retry(attempt, error instanceof HeraldError ? `${reason} (${error.message})` : reason);
+  }
+
+  async #retry(attempt: Attempt, reason: string): Promise<void> {
+    const { name } = attempt;
+    // A transport that never opened while the server answers is blocked on the way (a proxy, a
+    // firewall): the next one is tried at once. A server that does not answer is just down: retry later.
+    if (!attempt.isOpen && !this.#hasOpened.has(name) && this.#order.length > 1 && (await this.#isServerAlive())) {
+      if (this.#isIdle()) return;
+      this.#orderIndex++;
+      if (this.#orderIndex % this.#order.length !== 0) {
+        this.#setState({ state: 'disconnected', transport: name, reason: `${name} unavailable: ${reason}`, retryInMs: 0 });
+        this.#sync();
+        return;
+      }
+    }
+    if (this.#isIdle()) return;
+    const retryInMs = backoffMs(this.#failures++, this.#initialMs, this.#maxMs);
+    this.#setState({ state: 'disconnected', transport: name, reason, retryInMs });
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#sync();
+    }, retryInMs);
+  }
+
+  /** True when nothing should be retried: closed, idle, or another attempt already under way. */
+  #isIdle(): boolean {
+    return this.#isClosed || this.#channels.size === 0 || this.#attempt !== undefined || this.#retryTimer !== undefined;
+  }
+
+  async #isServerAlive(): Promise<boolean> {
+    if (this.#settings.fetch === undefined) return false;
+    try {
+      await getJson(this.#settings.fetch, `${this.#url}/healthz`, 5000);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Ends the current attempt and any pending retry. */
+  #drop(): void {
+    const attempt = this.#attempt;
+    this.#attempt = undefined;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    if (attempt === undefined) return;
+    clearTimeout(attempt.openTimer);
+    clearInterval(attempt.watchdog);
+    attempt.transport?.close();
+  }
+
+  #fail(error: HeraldError): void {
+    this.#emit('error', error);
+    this.#shutdown({ state: 'closed', reason: error.message, error });
+  }
+
+  #shutdown(change: StateChange): void {
+    this.#isClosed = true;
+    this.#drop();
+    for (const ch of this.#channels.values()) ch.settle();
+    this.#channels.clear();
+    this.#setState(change);
+    this.#listeners.state.clear();
+    this.#listeners.error.clear();
+  }
+
+  #setState(change: StateChange): void {
+    this.#state = change;
+    this.#emit('state', change);
+  }
+
+  #emit<K extends keyof HeraldEvents>(event: K, value: HeraldEvents[K]): void {
+    for (const listener of this.#listeners[event]) call(() => (listener as (v: HeraldEvents[K]) => void)(value));
+  }
+
+  // ---- cursors and delivery ----
+
+  /**
+   * The query of an HTTP subscription. [spec] protocol.md "Cursors": a cursor is base64url segments
+   * joined by "."; joining the newest cursor of each channel, oldest first, resumes every channel from
+   * its newest position (a channel named twice takes its last segment). One cursor when all agree.
+   */
+  #query(channels: readonly string[]): string {
+    const newest = new Map<string, number>();
+    let isFromBeginning = false;
+    for (const channel of channels) {
+      const ch = this.#channels.get(channel);
+      if (ch?.cursor !== undefined) newest.set(ch.cursor, Math.max(newest.get(ch.cursor) ?? 0, ch.seq));
+      else if (ch?.since === 'beginning') isFromBeginning = true;
+    }
+    const params = new URLSearchParams({ channel: channels.join(',') });
+    const cursor = [...newest].sort((a, b) => a[1] - b[1]).map(([c]) => c).join('.');
+    if (cursor !== '') params.set('cursor', cursor);
+    if (isFromBeginning) params.set('since', 'beginning');
+    return params.toString();
+  }
+
+  #cover(cursor: string, covered: Iterable<string>): void {
+    const seq = ++this.#seq;
+    for (const channel of covered) {
+      const ch = this.#channels.get(channel);
+      if (ch === undefined) continue;
+      ch.cursor = cursor;
+      ch.seq = seq;
+      ch.settle();
+    }
+  }
+
+  #receive(entry: Entry, covered: Iterable<string>, isRepair: boolean): void {
+    const { channel } = entry;
+    const ch = this.#channels.get(channel);
+    if (ch === undefined) return; // unsubscribed meanwhile
+    if (ch.held !== undefined) {
+      ch.held.push([entry, [...covered]]);
+      return;
+    }
+    if ('from' in entry) {
+      // [spec] "Gaps are never silent": delivery continues from `from`.
+      ch.epoch = entry.epoch;
+      ch.offset = entry.from - 1;
+      ch.own = entry.cursor;
+      this.#cover(entry.cursor, covered);
+      const info: ResetInfo = { channel, epoch: entry.epoch, from: entry.from, cursor: entry.cursor };
+      if (entry.missed !== undefined) info.missed = entry.missed;
+      for (const handler of ch.handlers) if (handler.onReset) call(() => handler.onReset!(info));
+      return;
+    }
+    const last = ch.epoch === entry.epoch ? ch.offset : undefined;
+    // The last guard against duplicates: replays after a reconnect, overlapping wires, a repaired gap.
+    if (last !== undefined && entry.offset <= last) return;
+    // Offsets have no gaps within an epoch, and a gap the server knows of comes with a reset: this one
+    // was lost on the way (an SSE event name nobody listened for). Fetch it before going on.
+    if (last !== undefined && entry.offset > last + 1 && !isRepair && ch.own !== undefined) {
+      ch.held = [[entry, [...covered]]];
+      void this.#repair(channel, ch, entry.offset - last - 1);
+      return;
+    }
+    ch.epoch = entry.epoch;
+    ch.offset = entry.offset;
+    ch.own = entry.cursor;
+    this.#cover(entry.cursor, covered);
+    if (entry.event !== undefined) this.#attempt?.transport?.learn?.(entry.event);
+    const message: Envelope = { channel, offset: entry.offset, epoch: entry.epoch, data: entry.data, cursor: entry.cursor };
+    if (entry.event !== undefined) message.event = entry.event;
+    for (const handler of ch.handlers) call(() => handler.onMessage(message));
+  }
+
+  /** Fetches the `missing` entries after the channel's own cursor, then lets the held ones through. */
+  async #repair(channel: string, ch: Channel, missing: number): Promise<void> {
+    for (let attempt = 0; !this.#isClosed && this.#channels.get(channel) === ch; attempt++) {
+      try {
+        const query = new URLSearchParams({ channel, cursor: ch.own!, timeout: '0', limit: String(Math.min(missing, 1000)) });
+        const answer = await getJson<PollAnswer>(this.#settings.fetch!, `${this.#url}/v1/poll?${query}`, REQUEST_TIMEOUT_MS);
+        if (this.#channels.get(channel) !== ch) return; // unsubscribed meanwhile
+        this.#release(ch, answer.messages);
+        return;
+      } catch (error) {
+        if (isFatal(error)) {
+          this.#refused(error as HeraldError, channel);
+          this.#release(ch, []);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, this.#initialMs, this.#maxMs)));
+      }
+    }
+  }
+
+  #release(ch: Channel, repaired: Entry[]): void {
+    const held = ch.held ?? [];
+    ch.held = undefined;
+    for (const entry of repaired) this.#receive(entry, [entry.channel], true);
+    // Held entries pass the guard again, so a later gap behind this one is fetched too; if the server
+    // had nothing to fill this gap with, the gap is its own (it would have sent a reset): let them pass.
+    const isRepair = repaired.length === 0;
+    for (const [entry, covered] of held) this.#receive(entry, covered, isRepair);
+  }
+
+  #refused(error: HeraldError, channel?: string): void {
+    const ch = channel === undefined ? undefined : this.#channels.get(channel);
+    const handlers = ch === undefined ? [] : [...ch.handlers].filter((h) => h.onError !== undefined);
+    if (handlers.length === 0) this.#emit('error', error);
+    for (const handler of handlers) call(() => handler.onError!(error));
+    // A refused subscription is over: retrying it would be refused again.
+    if (ch !== undefined && this.#channels.get(channel!) === ch) {
+      ch.settle();
+      this.#channels.delete(channel!);
+      this.#sync();
+    }
+  }
+}
+
+/** Runs application code; its exception is rethrown on its own, never breaking delivery to the rest. */
+function call(fn: () => void): void {
+  try {
+    fn();
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
+}
