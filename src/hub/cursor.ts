@@ -63,6 +63,8 @@ export class SubscriptionCursor {
   readonly #positions = new Map<string, Position>();
   readonly #segments = new Map<string, string>();
   #sortedChannels: string[] = [];
+  /** Segments a client's resume cursor holds for channels not subscribed (yet); see `carry`. */
+  #carried = new Map<string, string>();
   #cached: string | undefined;
 
   get channels(): readonly string[] {
@@ -87,13 +89,32 @@ export class SubscriptionCursor {
     }
     this.#positions.set(channel, position);
     this.#segments.set(channel, cursorSegment(channel, position.epoch, position.offset));
+    this.#carried.delete(channel);
     this.#cached = undefined;
   }
 
   delete(channel: string): void {
+    if (this.#carried.delete(channel)) this.#cached = undefined;
     if (!this.#positions.delete(channel)) return;
     this.#segments.delete(channel);
     this.#sortedChannels = this.#sortedChannels.filter((c) => c !== channel);
+    this.#cached = undefined;
+  }
+
+  /**
+   * Keeps the positions `resumeCursor` holds for channels not subscribed here in every cursor this one
+   * issues, until they are subscribed. A WebSocket client resumes channel by channel with one cursor;
+   * without this, the envelopes replayed for its first channel would carry cursors without the others'
+   * positions, and a client dropped before subscribing them would lose them. Replaces what an earlier
+   * call carried, and stays within MAX_CHANNELS_PER_SUBSCRIPTION so the cursor stays valid.
+   */
+  carry(resumeCursor: ReadonlyMap<string, Position>): void {
+    this.#carried = new Map();
+    for (const [channel, { epoch, offset }] of resumeCursor) {
+      if (this.#positions.has(channel)) continue;
+      if (this.#positions.size + this.#carried.size >= MAX_CHANNELS_PER_SUBSCRIPTION) break;
+      this.#carried.set(channel, cursorSegment(channel, epoch, offset));
+    }
     this.#cached = undefined;
   }
 
@@ -110,6 +131,10 @@ export class SubscriptionCursor {
   }
 
   toString(): string {
+    if (this.#cached === undefined && this.#carried.size > 0) {
+      const segments = new Map([...this.#segments, ...this.#carried]);
+      this.#cached = [...segments.keys()].sort().map((c) => segments.get(c)!).join('.');
+    }
     if (this.#cached === undefined) {
       this.#cached =
         this.#sortedChannels.length === 1

@@ -5,6 +5,9 @@ import type { TransportName } from '../metrics.js';
 import type { TransportContext } from './transport.js';
 import type { ErrorCode } from '../http/errors.js';
 
+/** Messages read from history at a time while replaying. */
+const REPLAY_BATCH = 64;
+
 /**
  * A long-lived client connection of any push transport (WebSocket, SSE, streams): its channels, its
  * cursor, and the bounded write path. Subclasses only say how bytes reach the wire.
@@ -33,11 +36,18 @@ export abstract class Connection implements Subscriber {
   protected abstract resetFrame(notice: ResetNotice, cursor: string): Buffer;
   /** Ends the wire; `reason` is why, when the server ends it. */
   protected abstract end(reason: ErrorCode | undefined): void;
+  /** True when the wire asked to wait for 'drain' before more is written. */
+  protected abstract get needsDrain(): boolean;
+  /** Calls `resume` once, when the wire has taken what was queued. */
+  protected abstract onDrain(resume: () => void): void;
+
+  /** Channels subscribed whose replay is not done yet, in order (see #replay). */
+  #replaying: string[] = [];
+  #isAwaitingDrain = false;
 
   /**
    * Subscribes to every channel, replaying what each missed, then live. All positions enter the cursor
    * first, so every cursor sent during replay already names every channel of the subscription.
-   * Replay and attach happen in one synchronous step: no live message can slip between them.
    */
   subscribe(starts: ReadonlyMap<string, StartAt>): void {
     const resets = new Map<string, ResetNotice>();
@@ -46,16 +56,58 @@ export abstract class Connection implements Subscriber {
       this.cursor.set(channel, position);
       if (reset !== undefined) resets.set(channel, reset);
     }
-    for (const channel of starts.keys()) {
-      const { offset } = this.cursor.position(channel)!;
-      const reset = resets.get(channel);
-      if (reset !== undefined) this.write(this.resetFrame(reset, this.cursor.toString()));
-      for (const message of this.ctx.hub.read(channel, offset, Number.MAX_SAFE_INTEGER)) {
-        if (this.#isClosed) return;
-        this.onMessage(message);
+    for (const reset of resets.values()) this.write(this.resetFrame(reset, this.cursor.toString()));
+    this.#replaying.push(...starts.keys());
+    this.#replay();
+  }
+
+  /**
+   * Replays what the subscribing channels missed, one after the other, then attaches each to live
+   * fan-out. Replay is written as fast as the client takes it, pausing while the wire waits for
+   * 'drain', so a client resuming far back is never cut as a slow consumer for the size of its own
+   * backlog. A channel's last read and its attach happen in one synchronous step: no live message can
+   * slip between them.
+   */
+  #replay(): void {
+    while (this.#replaying.length > 0 && !this.#isClosed && !this.#isAwaitingDrain) {
+      const channel = this.#replaying[0]!;
+      const position = this.cursor.position(channel);
+      if (position === undefined) {
+        this.#replaying.shift(); // unsubscribed meanwhile
+        continue;
       }
-      if (this.#isClosed) return;
-      this.ctx.hub.attach(channel, this);
+      if (this.needsDrain) {
+        this.#isAwaitingDrain = true;
+        this.onDrain(() => {
+          this.#isAwaitingDrain = false;
+          this.#recheckReplaying();
+          this.#replay();
+        });
+        return;
+      }
+      const messages = this.ctx.hub.read(channel, position.offset, REPLAY_BATCH);
+      if (messages.length === 0) {
+        this.#replaying.shift();
+        this.ctx.hub.attach(channel, this);
+        continue;
+      }
+      for (const message of messages) {
+        this.onMessage(message);
+        if (this.#isClosed || this.needsDrain) break;
+      }
+    }
+  }
+
+  /** While replay waited, retention may have dropped what a channel had yet to replay: say so. */
+  #recheckReplaying(): void {
+    if (this.#isClosed) return;
+    for (const channel of new Set(this.#replaying)) {
+      const position = this.cursor.position(channel);
+      if (position === undefined) continue;
+      const { position: resolved, reset } = this.ctx.hub.resolve(channel, { ...position });
+      if (reset === undefined) continue;
+      this.cursor.set(channel, resolved);
+      this.write(this.resetFrame(reset, this.cursor.toString()));
     }
   }
 

@@ -30,6 +30,14 @@ class ResponseConnection extends Connection {
     return this.#res.writableLength;
   }
 
+  protected get needsDrain(): boolean {
+    return this.#res.writableNeedDrain;
+  }
+
+  protected onDrain(resume: () => void): void {
+    this.#res.once('drain', resume);
+  }
+
   protected send(bytes: Buffer): void {
     this.#res.write(bytes);
   }

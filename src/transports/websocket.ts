@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { WS_MESSAGE, wsControl, wsReset } from '../frames/websocket.js';
 import { ERRORS, HeraldError, type ErrorCode, type ErrorSpec } from '../http/errors.js';
-import { MAX_CHANNELS_PER_SUBSCRIPTION, decodeCursor, isValidChannel } from '../hub/cursor.js';
+import { MAX_CHANNELS_PER_SUBSCRIPTION, decodeCursor, isValidChannel, type Position } from '../hub/cursor.js';
 import type { ResetNotice, StartAt } from '../hub/hub.js';
 import { Connection } from './connection.js';
 import { parseSince, parseSubscribeRequest } from './subscribe-request.js';
@@ -13,18 +13,29 @@ type Frame = Record<string, unknown>;
 
 class WebSocketConnection extends Connection {
   readonly #ws: WebSocket;
+  /** The upgraded socket under `ws`: its 'drain' paces replay. */
+  readonly #socket: Duplex;
   /** Cleared by each ping sweep, set by any pong or frame: still clear at the next sweep means dead. */
   isAlive = true;
 
-  constructor(ctx: TransportContext, ws: WebSocket) {
+  constructor(ctx: TransportContext, ws: WebSocket, socket: Duplex) {
     super(ctx, 'websocket', WS_MESSAGE);
     this.#ws = ws;
+    this.#socket = socket;
     ws.on('message', (data, isBinary) => this.#onFrame(data, isBinary));
     ws.on('pong', () => (this.isAlive = true));
   }
 
   protected get bufferedBytes(): number {
     return this.#ws.bufferedAmount;
+  }
+
+  protected get needsDrain(): boolean {
+    return this.#socket.writableNeedDrain;
+  }
+
+  protected onDrain(resume: () => void): void {
+    this.#socket.once('drain', resume);
   }
 
   protected send(bytes: Buffer): void {
@@ -93,12 +104,15 @@ class WebSocketConnection extends Connection {
     const channel = frame.channel;
     if (!isValidChannel(channel)) throw new HeraldError('channel_invalid');
     let start: StartAt = parseSince(frame.since);
+    let resumeCursor: Map<string, Position> | undefined;
     if (frame.cursor !== undefined) {
       if (typeof frame.cursor !== 'string') throw new HeraldError('cursor_invalid');
-      start = decodeCursor(frame.cursor).get(channel) ?? start;
+      resumeCursor = decodeCursor(frame.cursor);
+      start = resumeCursor.get(channel) ?? start;
     }
     if (this.cursor.has(channel)) return this.#reply('subscribed', { channel }, id);
     if (this.cursor.size >= MAX_CHANNELS_PER_SUBSCRIPTION) throw new HeraldError('too_many_channels');
+    if (resumeCursor !== undefined) this.cursor.carry(resumeCursor);
     this.#reply('subscribed', { channel }, id);
     this.subscribe(new Map([[channel, start]]));
   }
@@ -136,7 +150,7 @@ export class WebSocketTransport implements Transport {
     const hasInitial = url.searchParams.has('channel') || url.searchParams.has('cursor');
     const starts = hasInitial ? parseSubscribeRequest(url.searchParams) : new Map<string, StartAt>();
     this.#server.handleUpgrade(req, socket, head, (ws) => {
-      const connection = new WebSocketConnection(this.#ctx, ws);
+      const connection = new WebSocketConnection(this.#ctx, ws, socket);
       this.#connections.add(connection);
       const release = (): void => {
         connection.close();
