@@ -13,9 +13,14 @@ export function sseReset(notice: ResetNotice, cursor: string): Buffer {
   return Buffer.from(`id: ${cursor}\nevent: reset\ndata: ${resetJson(notice, cursor, '{')}\n\n`);
 }
 
-export function sseOpen(retryMs: number): Buffer {
-  // The comment line makes proxies and the browser see bytes at once.
-  return Buffer.from(`:ok\nretry: ${retryMs}\n\n`);
+/**
+ * The opening block: a comment so proxies and the browser see bytes at once, the reconnection delay,
+ * and the subscription's starting cursor as `id:`. [spec] "Dispatch the event", step 1: a block with
+ * an id and no data sets the last event ID and dispatches nothing, so a browser dropped before its
+ * first message resumes from where the subscription started, not from a later head.
+ */
+export function sseOpen(retryMs: number, cursor: string): Buffer {
+  return Buffer.from(`:ok\nretry: ${retryMs}\nid: ${cursor}\n\n`);
 }
 
 export const SSE_KEEPALIVE = Buffer.from(':\n\n');

@@ -48,14 +48,17 @@ export abstract class Connection implements Subscriber {
   /**
    * Subscribes to every channel, replaying what each missed, then live. All positions enter the cursor
    * first, so every cursor sent during replay already names every channel of the subscription.
+   * `subscribedFrame` acknowledges the subscription with that cursor before anything else: a client
+   * dropped before its first message resumes from it instead of from a later head.
    */
-  subscribe(starts: ReadonlyMap<string, StartAt>): void {
+  subscribe(starts: ReadonlyMap<string, StartAt>, subscribedFrame?: (cursor: string) => Buffer): void {
     const resets = new Map<string, ResetNotice>();
     for (const [channel, start] of starts) {
       const { position, reset } = this.ctx.hub.resolve(channel, start);
       this.cursor.set(channel, position);
       if (reset !== undefined) resets.set(channel, reset);
     }
+    if (subscribedFrame !== undefined) this.write(subscribedFrame(this.cursor.toString()));
     for (const reset of resets.values()) this.write(this.resetFrame(reset, this.cursor.toString()));
     this.#replaying.push(...starts.keys());
     this.#replay();

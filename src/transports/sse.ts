@@ -11,9 +11,10 @@ export class SseTransport extends StreamingTransport {
     if (!acceptsEventStream(req.headers.accept)) throw new HeraldError('not_acceptable');
     return {
       contentType: 'text/event-stream; charset=utf-8',
-      opening: sseOpen(this.ctx.config.retryMs),
+      opening: Buffer.alloc(0),
       format: SSE_MESSAGE,
       resetFrame: sseReset,
+      subscribedFrame: (cursor) => sseOpen(this.ctx.config.retryMs, cursor),
       heartbeat: SSE_KEEPALIVE,
     };
   }

@@ -13,6 +13,8 @@ export interface StreamWire {
   opening: Buffer;
   format: FrameFormat;
   resetFrame(notice: ResetNotice, cursor: string): Buffer;
+  /** Sent once the subscription's positions are fixed, carrying the cursor that resumes from them. */
+  subscribedFrame?: (cursor: string) => Buffer;
   heartbeat: Buffer;
 }
 
@@ -96,7 +98,7 @@ export abstract class StreamingTransport implements HttpTransport {
       connection.close();
       this.#connections.delete(connection);
     });
-    connection.subscribe(starts);
+    connection.subscribe(starts, wire.subscribedFrame);
   }
 
   tick(nowMs: number): void {

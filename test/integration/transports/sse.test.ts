@@ -49,6 +49,21 @@ describe('SSE', { timeout: SUITE_TIMEOUT_MS }, () => {
     assert.equal(client.requests[0]!.Accept, 'text/event-stream');
   });
 
+  it('opens with an id: holding the starting cursor, so a drop before the first message loses nothing', async () => {
+    const channel = freshChannel();
+    const client = sse(`/v1/sse?channel=${channel}`);
+    await client.opened();
+    await client.rawChanges.until(() => client.raw[0]!.includes('\n\n'), 'the opening block');
+    const opening = blocks(client.raw[0]!)[0]!;
+    const id = opening.split('\n').find((line) => line.startsWith('id: '))?.slice(4);
+    assert.ok(id, `id line in ${JSON.stringify(opening)}`);
+    client.close();
+    await publishOk(server.url, { channel, data: 'published while away' });
+    const res = await fetch(`${server.url}/v1/poll?timeout=0&cursor=${id}`);
+    const body = (await res.json()) as { messages: { data: unknown }[] };
+    assert.deepEqual(body.messages.map((m) => m.data), ['published while away']);
+  });
+
   it('names each event after the message event, or "message"', async () => {
     const channel = freshChannel();
     const client = sse(`/v1/sse?channel=${channel}`);
