@@ -24,6 +24,12 @@ describe('cursor', () => {
     assert.equal(encodeURIComponent(cursor), cursor);
   });
 
+  it('joins cursors with ".", the last position of a channel winning', () => {
+    const a = encodeCursor(new Map([['a', { epoch: 'E', offset: 1 }], ['b', { epoch: 'E', offset: 5 }]]));
+    const b = encodeCursor(new Map([['b', { epoch: 'E', offset: 7 }]]));
+    assert.deepEqual(decodeCursor(`${a}.${b}`), new Map([['a', { epoch: 'E', offset: 1 }], ['b', { epoch: 'E', offset: 7 }]]));
+  });
+
   it('refuses garbage with cursor_invalid', () => {
     for (const bad of ['', '!!', 'a.b', Buffer.from('a\nE\n-1').toString('base64url'), Buffer.from('bad channel\nE\n1').toString('base64url'), Buffer.from('a\nE\n1\nx').toString('base64url'), 'x'.repeat(100_000)]) {
       assert.throws(() => decodeCursor(bad), (err: unknown) => err instanceof HeraldError && err.code === 'cursor_invalid', bad.slice(0, 30));
