@@ -246,7 +246,8 @@ describe('resources', () => {
       .split('\n\n')
       .map((block) => block.split('\n').find((line) => line.startsWith('data: ')))
       .filter((line): line is string => line !== undefined)
-      .map((line) => JSON.parse(line.slice('data: '.length)) as Envelope);
+      .map((line) => JSON.parse(line.slice('data: '.length)) as Envelope)
+      .filter((entry) => typeof entry.offset === 'number'); // messages only, not other events
 
     const diagnostics: string[] = [];
     for (const [kind, received] of [['websocket', wsReceived], ['sse', sseReceived]] as const) {
