@@ -20,6 +20,29 @@ export interface Config {
   maxBufferedBytes: number;
   /** Most messages in one poll answer. */
   pollBatchLimit: number;
+  /** HS256 secret for client tokens (at least 32 bytes). */
+  tokenSecret: string | undefined;
+  /** RS256/ES256 public key for client tokens, as PEM text (the CLI reads a file path into this). */
+  tokenPublicKey: string | undefined;
+  /** URL of a JWKS for RS256/ES256 client tokens, fetched and cached; refetched on an unknown kid. */
+  tokenJwksUrl: string | undefined;
+  /** After a JWKS fetch, how long an unknown kid waits before it may trigger another fetch. */
+  tokenJwksCooldownMs: number;
+  /** Required `aud` of client tokens, when set. */
+  tokenAudience: string | undefined;
+  /** Required `iss` of client tokens, when set. */
+  tokenIssuer: string | undefined;
+  /**
+   * Channel patterns anyone may subscribe to without a token. Undefined: every channel when no token
+   * verification is configured, none when it is.
+   */
+  anonymousChannels: string[] | undefined;
+  /** How long a connection whose token expired may keep going while it sends a fresh one. */
+  tokenGraceMs: number;
+  /** Client publishes per second per connection (token bucket; bursts up to one second's worth). */
+  clientPublishRate: number;
+  /** How long a polling client stays present after its last poll (held time excluded). */
+  presenceTimeoutMs: number;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -37,6 +60,16 @@ export const DEFAULT_CONFIG: Config = {
   maxBodyBytes: 64 * 1024,
   maxBufferedBytes: 1024 * 1024,
   pollBatchLimit: 100,
+  tokenSecret: undefined,
+  tokenPublicKey: undefined,
+  tokenJwksUrl: undefined,
+  tokenJwksCooldownMs: 30_000,
+  tokenAudience: undefined,
+  tokenIssuer: undefined,
+  anonymousChannels: undefined,
+  tokenGraceMs: 30_000,
+  clientPublishRate: 20,
+  presenceTimeoutMs: 30_000,
 };
 
 /** Parses "90", "90s", "15m", "24h", "7d", "500ms" into milliseconds. */

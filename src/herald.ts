@@ -1,6 +1,11 @@
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
+import { Authenticator } from './auth/authenticator.js';
+import { ExpirySchedule } from './auth/expiry.js';
+import { RateLimiter } from './auth/rate-limit.js';
 import { LocalBroker } from './broker/local.js';
+import { PresenceFanOut } from './presence/fan-out.js';
+import { MemoryPresence } from './presence/memory.js';
 import { DEFAULT_CONFIG, type Config } from './config.js';
 import { createEdge } from './http/server.js';
 import { Hub } from './hub/hub.js';
@@ -18,6 +23,7 @@ import { WebSocketTransport } from './transports/websocket.js';
 /** The sweep that drives heartbeats, poll deadlines and retention: one timer for the whole server. */
 const SWEEP_MS = 250;
 const RETENTION_SWEEP_MS = 60_000;
+const PRESENCE_SWEEP_MS = 1000;
 
 export interface RunningHerald {
   readonly url: string;
@@ -36,11 +42,16 @@ function createStore(config: Config): Store {
 export async function startHerald(overrides: Partial<Config> = {}, logger?: Logger): Promise<RunningHerald> {
   const config: Config = { ...DEFAULT_CONFIG, ...overrides };
   const log = logger ?? pino({ level: config.logLevel }, pino.destination(2));
+  // Bad token configuration (short secret, unreadable key, bad JWKS URL) fails here, at startup.
+  const auth = new Authenticator(config);
+  const expiry = new ExpirySchedule();
   const counters = new Counters();
   const store = createStore(config);
   const broker = new LocalBroker();
   const hub = new Hub(store, broker, counters);
-  const ctx: TransportContext = { hub, config, counters, logger: log };
+  const presence = new MemoryPresence();
+  const presenceFanOut = new PresenceFanOut(presence);
+  const ctx: TransportContext = { hub, config, counters, logger: log, auth, expiry, presence, presenceFanOut };
   const httpTransports = {
     '/v1/sse': new SseTransport(ctx),
     '/v1/stream': new HttpStreamTransport(ctx),
@@ -50,12 +61,19 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
   const websocket = new WebSocketTransport(ctx);
   const transports: Transport[] = [...Object.values(httpTransports), websocket];
   const registry = createRegistry(counters, () => hub.subscriptionCount);
-  const server = createEdge({ config, hub, counters, registry, logger: log, httpTransports, websocket });
+  const clientLimiter = new RateLimiter(config.clientPublishRate);
+  const server = createEdge({ config, hub, counters, registry, logger: log, httpTransports, websocket, auth, clientLimiter, presence });
 
   let lastRetentionSweepMs = Date.now();
+  let lastPresenceSweepMs = Date.now();
   const sweep = setInterval(() => {
     const nowMs = Date.now();
     for (const transport of transports) transport.tick(nowMs);
+    expiry.tick(nowMs);
+    if (nowMs - lastPresenceSweepMs >= PRESENCE_SWEEP_MS) {
+      lastPresenceSweepMs = nowMs;
+      presence.sweep(nowMs);
+    }
     if (nowMs - lastRetentionSweepMs >= RETENTION_SWEEP_MS) {
       lastRetentionSweepMs = nowMs;
       hub.sweep(nowMs);

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { isValidPattern, parsePatternList } from '../auth/policy.js';
 import { DEFAULT_CONFIG, parseBytes, parseDurationMs, type Config } from '../config.js';
 
 export const HELP = `herald — a real-time push server
@@ -19,6 +21,22 @@ Every option can also be set as an environment variable: --history-size → HERA
   --max-body SIZE         largest publish body, e.g. 65536 or 64KiB (default 64KiB)
   --max-buffer SIZE       unsent bytes per connection before it is cut as a slow consumer (default 1MiB)
   --log-level LEVEL       fatal, error, warn, info, debug, trace or silent (default ${DEFAULT_CONFIG.logLevel})
+
+Client tokens (JWT; see docs/protocol.md "Auth"):
+  --token-secret SECRET   verify HS256 tokens with this secret (at least 32 bytes)
+  --token-public-key PEM  verify RS256/ES256 tokens with this public key: a PEM file path, or the PEM
+                          itself (--token-public-key="$(cat key.pem)")
+  --token-jwks URL        verify RS256/ES256 tokens with the keys of this JWKS (cached; refetched on a new kid)
+  --token-audience AUD    require this "aud" claim
+  --token-issuer ISS      require this "iss" claim
+  --token-grace DURATION  how long a connection whose token expired may send a fresh one (default 30s)
+  --anonymous-channels PATTERNS
+                          channels anyone may subscribe to without a token, e.g. "news,prices:*"; repeat
+                          the flag or separate with commas ("" for none). Default: every channel
+                          when no token option is set, none when one is
+  --client-publish-rate N client publishes per second per connection (default ${DEFAULT_CONFIG.clientPublishRate})
+  --presence-timeout DURATION
+                          how long a polling client stays in presence after its last poll (default 30s)
   -h, --help              show this help
 `;
 
@@ -35,10 +53,19 @@ const OPTIONS = {
   'max-body': { type: 'string' },
   'max-buffer': { type: 'string' },
   'log-level': { type: 'string' },
+  'token-secret': { type: 'string' },
+  'token-public-key': { type: 'string' },
+  'token-jwks': { type: 'string' },
+  'token-audience': { type: 'string' },
+  'token-issuer': { type: 'string' },
+  'token-grace': { type: 'string' },
+  'anonymous-channels': { type: 'string', multiple: true },
+  'client-publish-rate': { type: 'string' },
+  'presence-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-type OptionName = Exclude<keyof typeof OPTIONS, 'help'>;
+type OptionName = Exclude<keyof typeof OPTIONS, 'help' | 'anonymous-channels'>;
 
 function positiveInteger(text: string, name: string, allowZero = false): number {
   const n = Number(text);
@@ -83,5 +110,47 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv): Partial<
   set('max-body', 'maxBodyBytes', parseBytes);
   set('max-buffer', 'maxBufferedBytes', parseBytes);
   set('log-level', 'logLevel', (t) => t);
+  set('token-secret', 'tokenSecret', (t) => {
+    if (Buffer.byteLength(t) < 32) throw new Error('--token-secret must be at least 32 bytes (RFC 7518 §3.2)');
+    return t;
+  });
+  set('token-public-key', 'tokenPublicKey', readPem);
+  set('token-jwks', 'tokenJwksUrl', (t) => {
+    if (!/^https?:\/\/./.test(t)) throw new Error(`--token-jwks must be an http(s) URL, got ${JSON.stringify(t)}`);
+    return t;
+  });
+  set('token-audience', 'tokenAudience', (t) => t);
+  set('token-issuer', 'tokenIssuer', (t) => t);
+  set('token-grace', 'tokenGraceMs', parseDurationMs);
+  set('client-publish-rate', 'clientPublishRate', (t) => {
+    const rate = Number(t);
+    if (!Number.isFinite(rate) || rate <= 0) throw new Error(`--client-publish-rate must be a positive number, got ${JSON.stringify(t)}`);
+    return rate;
+  });
+  set('presence-timeout', 'presenceTimeoutMs', (t) => {
+    const ms = parseDurationMs(t);
+    if (ms < 1000) throw new Error('--presence-timeout must be at least 1s');
+    return ms;
+  });
+  const anonymous = values['anonymous-channels'] ?? (env.HERALD_ANONYMOUS_CHANNELS === undefined ? undefined : [env.HERALD_ANONYMOUS_CHANNELS]);
+  if (anonymous !== undefined) {
+    const patterns = anonymous.flatMap(parsePatternList);
+    const bad = patterns.find((p) => !isValidPattern(p));
+    if (bad !== undefined) throw new Error(`--anonymous-channels: ${JSON.stringify(bad)} is not a channel pattern (a channel name, optionally ending in *)`);
+    config.anonymousChannels = patterns;
+  }
+  if (config.tokenPublicKey !== undefined && config.tokenJwksUrl !== undefined) {
+    throw new Error('--token-public-key and --token-jwks cannot both be set');
+  }
   return config;
+}
+
+/** A PEM given inline, or the path of a file holding one. */
+function readPem(text: string): string {
+  if (text.includes('-----BEGIN')) return text;
+  try {
+    return readFileSync(text, 'utf8');
+  } catch (err) {
+    throw new Error(`--token-public-key: cannot read ${JSON.stringify(text)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
 }

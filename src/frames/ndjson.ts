@@ -1,6 +1,7 @@
 // Newline-delimited JSON: one envelope per line; reset notices are lines with "reset":true.
 import type { ResetNotice } from '../hub/hub.js';
 import { defineFormat } from '../hub/message.js';
+import type { PresenceEvent } from '../presence/fan-out.js';
 import { resetJson } from './reset.js';
 
 export const NDJSON_MESSAGE = defineFormat((message, cursor) => Buffer.from(`${message.envelope(cursor)}\n`));
@@ -10,3 +11,17 @@ export function ndjsonReset(notice: ResetNotice, cursor: string): Buffer {
 }
 
 export const NDJSON_HEARTBEAT = Buffer.from('{"heartbeat":true}\n');
+
+/** The token expired: the client has `graceMs` to reconnect with a fresh one. */
+export function ndjsonTokenExpired(graceMs: number): Buffer {
+  return Buffer.from(`{"notice":"token_expired","graceMs":${graceMs}}\n`);
+}
+
+/** A presence join/leave line: `{"presence":"join"|"leave","channel","user","info"?}`. */
+export function ndjsonPresenceJson(event: PresenceEvent): string {
+  return `{"presence":"${event.kind}",${event.jsonTail}`;
+}
+
+export function ndjsonPresence(event: PresenceEvent): Buffer {
+  return Buffer.from(`${ndjsonPresenceJson(event)}\n`);
+}

@@ -3,6 +3,7 @@
 // names are validated at publish, and data is JSON on a single line (JSON escapes every line break).
 import type { ResetNotice } from '../hub/hub.js';
 import { defineFormat } from '../hub/message.js';
+import type { PresenceEvent } from '../presence/fan-out.js';
 import { resetJson } from './reset.js';
 
 export const SSE_MESSAGE = defineFormat((message, cursor) =>
@@ -24,3 +25,16 @@ export function sseOpen(retryMs: number, cursor: string): Buffer {
 }
 
 export const SSE_KEEPALIVE = Buffer.from(':\n\n');
+
+/** The token expired: the client has `graceMs` to reconnect with a fresh one (no id:, so the cursor stays). */
+export function sseTokenExpired(graceMs: number): Buffer {
+  return Buffer.from(`event: token_expired\ndata: {"code":"token_expired","graceMs":${graceMs}}\n\n`);
+}
+
+/**
+ * A presence join/leave: `event: join|leave`, data `{"presence":"join"|"leave","channel","user","info"?}`
+ * (which tells it from a message whose event is named "join"), and no id: presence is not in the log.
+ */
+export function ssePresence(event: PresenceEvent): Buffer {
+  return Buffer.from(`event: ${event.kind}\ndata: {"presence":"${event.kind}",${event.jsonTail}\n\n`);
+}

@@ -1,5 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { Access } from '../auth/access.js';
+import { bearerOf, type Authenticator } from '../auth/authenticator.js';
 import { HeraldError } from './errors.js';
 
 /**
@@ -17,6 +19,20 @@ export function authorizeBackend(req: IncomingMessage, publishKey: string | unde
   if (match === null || !timingSafeEqual(digest(match[1]!.trim()), digest(publishKey))) {
     throw new HeraldError('unauthorized');
   }
+}
+
+/**
+ * POST /v1/publish: the backend (as `authorizeBackend`), or, when tokens are configured, a client whose
+ * `Authorization: Bearer` is a token rather than the publish key. A client may then publish only where
+ * its token's `publish` claim allows (checked per message by the caller).
+ */
+export async function authorizePublish(req: IncomingMessage, authenticator: Authenticator, publishKey: string | undefined): Promise<Access> {
+  const bearer = bearerOf(req);
+  if (bearer !== undefined && authenticator.verifier !== undefined && !authenticator.isPublishKey(bearer)) {
+    return authenticator.fromToken(bearer);
+  }
+  authorizeBackend(req, publishKey);
+  return Access.backend();
 }
 
 function digest(text: string): Buffer {

@@ -1,8 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { RateLimiter } from '../auth/rate-limit.js';
 import { isValidChannel } from '../hub/cursor.js';
 import type { Hub } from '../hub/hub.js';
 import type { AppendInput } from '../store/store.js';
-import { authorizeBackend } from './auth.js';
+import { authorizePublish } from './auth.js';
 import { readJsonBody } from './body.js';
 import { HeraldError } from './errors.js';
 import { sendJson } from './respond.js';
@@ -45,11 +47,34 @@ function toBatch(body: unknown): AppendInput[] {
   return [toAppendInput(body)];
 }
 
-/** POST /v1/publish — where a message enters Herald. */
-export async function handlePublish(req: IncomingMessage, res: ServerResponse, hub: Hub, publishKey: string | undefined, maxBodyBytes: number): Promise<void> {
-  authorizeBackend(req, publishKey);
-  const batch = toBatch(await readJsonBody(req, maxBodyBytes));
-  const results = await hub.publish(batch);
+export interface PublishDeps {
+  hub: Hub;
+  auth: Authenticator;
+  publishKey: string | undefined;
+  maxBodyBytes: number;
+  /** Client publishes (with a token) per second, by user. */
+  clientLimiter: RateLimiter;
+}
+
+/**
+ * POST /v1/publish — where a message enters Herald. From the backend (publish key, or loopback without
+ * one), or from a client whose token's `publish` claim covers every channel of the body: the same
+ * validation, offsets, idempotency and size limit either way; clients are also rate-limited.
+ */
+export async function handlePublish(req: IncomingMessage, res: ServerResponse, deps: PublishDeps): Promise<void> {
+  const access = await authorizePublish(req, deps.auth, deps.publishKey);
+  const batch = toBatch(await readJsonBody(req, deps.maxBodyBytes));
+  if (!access.isBackend) {
+    batch.forEach((input, i) => {
+      try {
+        access.requirePublish(input.channel);
+      } catch (err) {
+        throw batch.length === 1 ? err : new HeraldError('forbidden_publish', `messages[${i}]: ${(err as Error).message}`);
+      }
+    });
+    if (!deps.clientLimiter.take(access.sub!, batch.length)) throw new HeraldError('rate_limited');
+  }
+  const results = await deps.hub.publish(batch);
   sendJson(res, 200, {
     results: results.map(({ message, isDuplicate }) => ({
       channel: message.channel,

@@ -2,13 +2,18 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { RateLimiter } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
+import type { Presence } from '../presence/presence.js';
 import type { Hub } from '../hub/hub.js';
 import type { Counters } from '../metrics.js';
 import type { HttpTransport } from '../transports/transport.js';
 import type { WebSocketTransport } from '../transports/websocket.js';
 import { authorizeBackend } from './auth.js';
 import { ERRORS, HeraldError } from './errors.js';
+import { handleHistory } from './history.js';
+import { handlePresence } from './presence.js';
 import { handlePublish } from './publish.js';
 import { sendError, sendJson } from './respond.js';
 import { isClientAsset, serveClientAsset } from './static-client.js';
@@ -21,6 +26,10 @@ export interface EdgeDeps {
   logger: Logger;
   httpTransports: Record<string, HttpTransport>;
   websocket: WebSocketTransport;
+  auth: Authenticator;
+  /** Rate limits of client publishes over HTTP, by user. */
+  clientLimiter: RateLimiter;
+  presence: Presence;
 }
 
 const PREFLIGHT_HEADERS = {
@@ -31,27 +40,32 @@ const PREFLIGHT_HEADERS = {
 
 /** The HTTP edge: routing, CORS, and turning errors into responses. No message logic lives here. */
 export function createEdge(deps: EdgeDeps): Server {
-  const { config, logger } = deps;
+  const { logger } = deps;
   const server = createServer((req, res) => {
     route(deps, req, res).catch((err: unknown) => fail(res, err, logger));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    try {
-      const url = new URL(req.url ?? '/', 'http://herald');
-      if (url.pathname !== '/v1/ws') throw new HeraldError('not_found');
-      if (!isOriginAllowed(config, req.headers.origin, true)) throw new HeraldError('origin_forbidden');
-      deps.websocket.upgrade(req, socket, head, url);
-    } catch (err) {
-      const error = err instanceof HeraldError ? err : new HeraldError('internal');
-      if (error.code === 'internal') logger.error({ err }, 'websocket upgrade failed');
-      const body = JSON.stringify(error.toJSON());
-      socket.end(
-        `HTTP/1.1 ${error.status} ${error.code}\r\nContent-Type: application/json\r\n` +
-          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      );
-    }
+    upgrade(deps, req, socket, head).catch((err: unknown) => refuseUpgrade(socket, err, logger));
   });
   return server;
+}
+
+async function upgrade(deps: EdgeDeps, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://herald');
+  if (url.pathname !== '/v1/ws') throw new HeraldError('not_found');
+  if (!isOriginAllowed(deps.config, req.headers.origin, true)) throw new HeraldError('origin_forbidden');
+  await deps.websocket.upgrade(req, socket, head, url);
+}
+
+function refuseUpgrade(socket: Duplex, err: unknown, logger: Logger): void {
+  const error = err instanceof HeraldError ? err : new HeraldError('internal');
+  if (error.code === 'internal') logger.error({ err }, 'websocket upgrade failed');
+  if (socket.destroyed) return;
+  const body = JSON.stringify(error.toJSON());
+  socket.end(
+    `HTTP/1.1 ${error.status} ${error.code}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -65,7 +79,7 @@ async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse):
   const path = url.pathname;
   if (path === '/v1/publish') {
     requireMethod(req, 'POST');
-    return handlePublish(req, res, hub, config.publishKey, config.maxBodyBytes);
+    return handlePublish(req, res, { hub, auth: deps.auth, publishKey: config.publishKey, maxBodyBytes: config.maxBodyBytes, clientLimiter: deps.clientLimiter });
   }
   requireMethod(req, 'GET', 'HEAD');
   const transport = deps.httpTransports[path];
@@ -79,6 +93,11 @@ async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse):
       res.writeHead(200, { 'Content-Type': deps.registry.contentType, 'Cache-Control': 'no-store' }).end(text);
       return;
     }
+    case '/v1/history':
+      return handleHistory(req, res, url, hub, deps.auth);
+    case '/v1/presence':
+    case '/v1/presence/count':
+      return handlePresence(req, res, url, deps.presence, deps.auth);
     case '/v1/stats':
       authorizeBackend(req, config.publishKey);
       return sendJson(res, 200, stats(deps));

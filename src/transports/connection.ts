@@ -1,30 +1,129 @@
+import type { Access } from '../auth/access.js';
+import type { Expiring } from '../auth/expiry.js';
+import type { ErrorCode } from '../http/errors.js';
 import { SubscriptionCursor } from '../hub/cursor.js';
 import type { ResetNotice, StartAt, Subscriber } from '../hub/hub.js';
 import type { FrameFormat, Message } from '../hub/message.js';
 import type { TransportName } from '../metrics.js';
+import type { PresenceEvent, PresenceListener } from '../presence/fan-out.js';
 import type { TransportContext } from './transport.js';
-import type { ErrorCode } from '../http/errors.js';
 
 /** Messages read from history at a time while replaying. */
 const REPLAY_BATCH = 64;
 
+let nextConnectionId = 0;
+
 /**
  * A long-lived client connection of any push transport (WebSocket, SSE, streams): its channels, its
- * cursor, and the bounded write path. Subclasses only say how bytes reach the wire.
+ * cursor, its access (token, expiry, presence), and the bounded write path. Subclasses only say how
+ * bytes reach the wire.
  */
-export abstract class Connection implements Subscriber {
+
+export abstract class Connection implements Subscriber, Expiring, PresenceListener {
   readonly cursor = new SubscriptionCursor();
+  /** Names this connection in presence (one user may have several). */
+  readonly connectionId = `c${++nextConnectionId}`;
+  /** Channels where this connection shows in presence. */
+  readonly #present = new Set<string>();
+  /** Channels whose join/leave events this connection asked for. */
+  readonly #listening = new Set<string>();
   protected readonly ctx: TransportContext;
   readonly #transport: TransportName;
   readonly #format: FrameFormat;
   #isClosed = false;
+  #access: Access;
+  /** Set once the token expired and the notice went out: the grace period is running. */
+  #isInGrace = false;
 
-  constructor(ctx: TransportContext, transport: TransportName, format: FrameFormat) {
+  constructor(ctx: TransportContext, transport: TransportName, format: FrameFormat, access: Access) {
     this.ctx = ctx;
     this.#transport = transport;
     this.#format = format;
+    this.#access = access;
     ctx.counters.connections[transport]++;
+    this.#scheduleExpiry();
   }
+
+  /** What this connection's client may do. */
+  get access(): Access {
+    return this.#access;
+  }
+
+  /** Replaces the client's access (a WebSocket auth or refresh): a fresh token ends any grace period. */
+  protected setAccess(access: Access): void {
+    this.#access = access;
+    this.#isInGrace = false;
+    this.#scheduleExpiry();
+    for (const channel of [...this.#present]) {
+      if (!access.canShowPresence(channel)) this.#exitPresence(channel);
+      // Entering again updates the user's info.
+      else this.ctx.presence.enter(channel, this.connectionId, access.sub!, access.info);
+    }
+    for (const channel of this.cursor.channels) this.enterPresence(channel, false);
+    for (const channel of [...this.#listening]) {
+      if (!access.canSeePresence(channel)) this.#unlisten(channel);
+    }
+  }
+
+  /**
+   * After subscribing to `channel`: shows this connection's user in its presence when the token's
+   * presence claim covers it, and, when `wantsEvents` (the caller checked it may), sends it the
+   * channel's join/leave events.
+   */
+  enterPresence(channel: string, wantsEvents: boolean): void {
+    if (this.#isClosed || !this.cursor.has(channel)) return;
+    if (wantsEvents && !this.#listening.has(channel)) {
+      this.#listening.add(channel);
+      this.ctx.presenceFanOut.listen(channel, this);
+    }
+    const access = this.#access;
+    if (access.canShowPresence(channel) && !this.#present.has(channel)) {
+      this.#present.add(channel);
+      this.ctx.presence.enter(channel, this.connectionId, access.sub!, access.info);
+    }
+  }
+
+  #exitPresence(channel: string): void {
+    if (this.#present.delete(channel)) this.ctx.presence.exit(channel, this.connectionId);
+  }
+
+  #unlisten(channel: string): void {
+    if (this.#listening.delete(channel)) this.ctx.presenceFanOut.unlisten(channel, this);
+  }
+
+  onPresence(event: PresenceEvent): void {
+    this.write(this.presenceFrame(event));
+  }
+
+  /** A join/leave event in this wire's format, shared through `event.frame`. */
+  protected abstract presenceFrame(event: PresenceEvent): Buffer;
+
+  #scheduleExpiry(): void {
+    const expiresAtMs = this.#access.expiresAtMs;
+    if (expiresAtMs === undefined || this.#isClosed) this.ctx.expiry.cancel(this);
+    else this.ctx.expiry.schedule(this, expiresAtMs);
+  }
+
+  /**
+   * Called by the shared sweep (ExpirySchedule) when the token expires: the client is told, and has
+   * `--token-grace` to present a fresh token; when that too has passed, it is disconnected. It resumes
+   * from its cursor with a fresh token, losing nothing.
+   */
+  onExpiry(nowMs: number): void {
+    if (this.#isClosed) return;
+    if (this.#isInGrace) {
+      this.close('token_expired');
+      return;
+    }
+    this.#isInGrace = true;
+    const graceMs = this.ctx.config.tokenGraceMs;
+    const notice = this.tokenExpiredFrame(graceMs);
+    if (notice !== undefined) this.write(notice);
+    this.ctx.expiry.schedule(this, nowMs + graceMs);
+  }
+
+  /** The `token_expired` notice in this wire's format; undefined when the wire has none. */
+  protected abstract tokenExpiredFrame(graceMs: number): Buffer | undefined;
 
   get isClosed(): boolean {
     return this.#isClosed;
@@ -117,6 +216,8 @@ export abstract class Connection implements Subscriber {
   unsubscribe(channel: string): void {
     this.ctx.hub.detach(channel, this);
     this.cursor.delete(channel);
+    this.#unlisten(channel);
+    this.#exitPresence(channel);
   }
 
   onMessage(message: Message): void {
@@ -139,7 +240,10 @@ export abstract class Connection implements Subscriber {
   close(reason?: ErrorCode): void {
     if (this.#isClosed) return;
     this.#isClosed = true;
+    this.ctx.expiry.cancel(this);
     for (const channel of this.cursor.channels) this.ctx.hub.detach(channel, this);
+    for (const channel of [...this.#listening]) this.#unlisten(channel);
+    for (const channel of [...this.#present]) this.#exitPresence(channel);
     this.ctx.counters.connections[this.#transport]--;
     this.end(reason);
   }

@@ -1,4 +1,4 @@
-import { NDJSON_HEARTBEAT, NDJSON_MESSAGE, ndjsonReset } from '../frames/ndjson.js';
+import { NDJSON_HEARTBEAT, NDJSON_MESSAGE, ndjsonPresence, ndjsonReset, ndjsonTokenExpired } from '../frames/ndjson.js';
 import { StreamingTransport, type StreamWire } from './streaming.js';
 
 const WIRE: StreamWire = {
@@ -6,6 +6,8 @@ const WIRE: StreamWire = {
   opening: Buffer.alloc(0),
   format: NDJSON_MESSAGE,
   resetFrame: ndjsonReset,
+  tokenExpiredFrame: ndjsonTokenExpired,
+  presenceFrame: (event) => event.frame('ndjson', ndjsonPresence),
   heartbeat: NDJSON_HEARTBEAT,
 };
 

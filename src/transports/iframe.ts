@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { scriptSafeJson, validateCallback } from '../frames/script.js';
+import { ndjsonPresenceJson } from '../frames/ndjson.js';
 import { resetJson } from '../frames/reset.js';
 import type { ResetNotice } from '../hub/hub.js';
 import { defineFormat, type FrameFormat } from '../hub/message.js';
@@ -29,6 +30,8 @@ export class IframeTransport extends StreamingTransport {
       opening: OPENING,
       format: this.#format(callback, call),
       resetFrame: (notice: ResetNotice, cursor: string) => Buffer.from(call(resetJson(notice, cursor, '{"reset":true,'))),
+      tokenExpiredFrame: (graceMs: number) => Buffer.from(call(`{"notice":"token_expired","graceMs":${graceMs}}`)),
+      presenceFrame: (event) => event.frame(`iframe:${callback}`, (e) => Buffer.from(call(ndjsonPresenceJson(e)))),
       heartbeat: HEARTBEAT,
     };
   }

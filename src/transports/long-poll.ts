@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { scriptSafeJson, validateCallback } from '../frames/script.js';
 import { resetJson } from '../frames/reset.js';
 import { HeraldError } from '../http/errors.js';
+import type { Access } from '../auth/access.js';
 import { SubscriptionCursor } from '../hub/cursor.js';
 import type { ResetNotice, Subscriber } from '../hub/hub.js';
 import type { Message } from '../hub/message.js';
@@ -62,12 +63,18 @@ export class LongPollTransport implements HttpTransport {
     this.#ctx = ctx;
   }
 
-  handle(_req: IncomingMessage, res: ServerResponse, url: URL): void {
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const params = url.searchParams;
     const timeoutS = parseTimeout(params.get('timeout'));
     const limit = parseLimit(params.get('limit'), this.#ctx.config.pollBatchLimit);
     const callback = params.has('callback') ? validateCallback(params.get('callback')) : undefined;
     const starts = parseSubscribeRequest(params);
+    // Each poll is authorized when it is made (a token that expires while a poll is held is noticed
+    // at the next poll, at most `timeout` seconds later).
+    const access = await this.#ctx.auth.fromRequest(req, url);
+    for (const channel of starts.keys()) access.requireSubscribe(channel);
+    if (res.destroyed) return;
+    this.#showPresence(access, starts.keys(), timeoutS);
     const request: PollRequest = { cursor: new SubscriptionCursor(), resets: [], limit, callback };
     for (const [channel, start] of starts) {
       const { position, reset } = this.#ctx.hub.resolve(channel, start);
@@ -81,6 +88,19 @@ export class LongPollTransport implements HttpTransport {
       return;
     }
     this.#hold(res, request, timeoutS);
+  }
+
+  /**
+   * A polling user has no connection to watch: each poll keeps it present for the time the poll may
+   * be held plus `--presence-timeout`, so it leaves that long after its last poll. All of one user's
+   * polling tabs count as one connection.
+   */
+  #showPresence(access: Access, channels: Iterable<string>, timeoutS: number): void {
+    if (access.sub === undefined) return;
+    const expiresAtMs = Date.now() + timeoutS * 1000 + this.#ctx.config.presenceTimeoutMs;
+    for (const channel of channels) {
+      if (access.canShowPresence(channel)) this.#ctx.presence.enter(channel, `poll:${access.sub}`, access.sub, access.info, expiresAtMs);
+    }
   }
 
   #hold(res: ServerResponse, request: PollRequest, timeoutS: number): void {

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { SSE_KEEPALIVE, SSE_MESSAGE, sseOpen, sseReset } from '../frames/sse.js';
+import { SSE_KEEPALIVE, SSE_MESSAGE, sseOpen, ssePresence, sseReset, sseTokenExpired } from '../frames/sse.js';
 import { HeraldError } from '../http/errors.js';
 import { StreamingTransport, type StreamWire } from './streaming.js';
 
@@ -14,6 +14,8 @@ export class SseTransport extends StreamingTransport {
       opening: Buffer.alloc(0),
       format: SSE_MESSAGE,
       resetFrame: sseReset,
+      tokenExpiredFrame: sseTokenExpired,
+      presenceFrame: (event) => event.frame('sse', ssePresence),
       subscribedFrame: (cursor) => sseOpen(this.ctx.config.retryMs, cursor),
       heartbeat: SSE_KEEPALIVE,
     };

@@ -1,10 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Access } from '../auth/access.js';
+import type { PresenceEvent } from '../presence/fan-out.js';
 import type { ErrorCode } from '../http/errors.js';
 import type { ResetNotice } from '../hub/hub.js';
 import type { FrameFormat } from '../hub/message.js';
 import type { TransportName } from '../metrics.js';
 import { Connection } from './connection.js';
-import { parseSubscribeRequest } from './subscribe-request.js';
+import { parsePresenceFlag, parseSubscribeRequest } from './subscribe-request.js';
 import type { HttpTransport, TransportContext } from './transport.js';
 
 /** How one streaming response is framed: SSE, NDJSON or the iframe's script tags. */
@@ -13,6 +15,10 @@ export interface StreamWire {
   opening: Buffer;
   format: FrameFormat;
   resetFrame(notice: ResetNotice, cursor: string): Buffer;
+  /** Tells the client its token expired and it has `graceMs` to reconnect with a fresh one. */
+  tokenExpiredFrame(graceMs: number): Buffer;
+  /** A presence join/leave (built once per event and format, through `event.frame`). */
+  presenceFrame(event: PresenceEvent): Buffer;
   /** Sent once the subscription's positions are fixed, carrying the cursor that resumes from them. */
   subscribedFrame?: (cursor: string) => Buffer;
   heartbeat: Buffer;
@@ -22,8 +28,8 @@ class ResponseConnection extends Connection {
   readonly #res: ServerResponse;
   readonly #wire: StreamWire;
 
-  constructor(ctx: TransportContext, transport: TransportName, wire: StreamWire, res: ServerResponse) {
-    super(ctx, transport, wire.format);
+  constructor(ctx: TransportContext, transport: TransportName, wire: StreamWire, res: ServerResponse, access: Access) {
+    super(ctx, transport, wire.format, access);
     this.#res = res;
     this.#wire = wire;
   }
@@ -46,6 +52,14 @@ class ResponseConnection extends Connection {
 
   protected resetFrame(notice: ResetNotice, cursor: string): Buffer {
     return this.#wire.resetFrame(notice, cursor);
+  }
+
+  protected tokenExpiredFrame(graceMs: number): Buffer {
+    return this.#wire.tokenExpiredFrame(graceMs);
+  }
+
+  protected presenceFrame(event: PresenceEvent): Buffer {
+    return this.#wire.presenceFrame(event);
   }
 
   heartbeat(): void {
@@ -81,9 +95,16 @@ export abstract class StreamingTransport implements HttpTransport {
     return undefined;
   }
 
-  handle(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const wire = this.wire(req, url);
     const starts = parseSubscribeRequest(url.searchParams, this.resumeCursor(req));
+    const wantsPresence = parsePresenceFlag(url.searchParams.get('presence'));
+    const access = await this.ctx.auth.fromRequest(req, url);
+    for (const channel of starts.keys()) {
+      access.requireSubscribe(channel);
+      if (wantsPresence) access.requireSeePresence(channel);
+    }
+    if (res.destroyed) return; // the client left while its token was being verified
     res.writeHead(200, {
       'Content-Type': wire.contentType,
       'Cache-Control': 'no-cache',
@@ -92,13 +113,14 @@ export abstract class StreamingTransport implements HttpTransport {
     });
     res.flushHeaders();
     if (wire.opening.length > 0) res.write(wire.opening);
-    const connection = new ResponseConnection(this.ctx, this.name, wire, res);
+    const connection = new ResponseConnection(this.ctx, this.name, wire, res, access);
     this.#connections.add(connection);
     res.on('close', () => {
       connection.close();
       this.#connections.delete(connection);
     });
     connection.subscribe(starts, wire.subscribedFrame);
+    for (const channel of starts.keys()) connection.enterPresence(channel, wantsPresence);
   }
 
   tick(nowMs: number): void {

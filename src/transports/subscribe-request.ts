@@ -8,6 +8,13 @@ export function parseSince(since: unknown): 'head' | 'beginning' {
   throw new HeraldError('since_invalid');
 }
 
+/** `presence=1|true` (or `presence: true` on WebSocket): the subscriber wants join/leave events. */
+export function parsePresenceFlag(value: unknown): boolean {
+  if (value === undefined || value === null || value === false || value === '' || value === '0' || value === 'false') return false;
+  if (value === true || value === '1' || value === 'true') return true;
+  throw new HeraldError('query_invalid', 'presence is true or false.');
+}
+
 /**
  * The channels of an HTTP subscription and where each starts. Channels come from `channel` (repeated or
  * comma-separated), else from the cursor. A channel the cursor names resumes after its position;

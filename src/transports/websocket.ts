@@ -1,15 +1,22 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { WS_MESSAGE, wsControl, wsReset } from '../frames/websocket.js';
+import type { Access } from '../auth/access.js';
+import { TokenBucket } from '../auth/rate-limit.js';
+import { WS_MESSAGE, wsControl, wsPresence, wsReset, wsTokenExpired } from '../frames/websocket.js';
 import { ERRORS, HeraldError, type ErrorCode, type ErrorSpec } from '../http/errors.js';
+import { toAppendInput } from '../http/publish.js';
+import type { PresenceEvent } from '../presence/fan-out.js';
 import { MAX_CHANNELS_PER_SUBSCRIPTION, decodeCursor, isValidChannel, type Position } from '../hub/cursor.js';
 import type { ResetNotice, StartAt } from '../hub/hub.js';
 import { Connection } from './connection.js';
-import { parseSince, parseSubscribeRequest } from './subscribe-request.js';
+import { parsePresenceFlag, parseSince, parseSubscribeRequest } from './subscribe-request.js';
 import type { Transport, TransportContext } from './transport.js';
 
 type Frame = Record<string, unknown>;
+
+/** Frames a client may send while its auth/refresh token is being verified; they wait, in order. */
+const MAX_FRAMES_WHILE_VERIFYING = 64;
 
 class WebSocketConnection extends Connection {
   readonly #ws: WebSocket;
@@ -17,9 +24,13 @@ class WebSocketConnection extends Connection {
   readonly #socket: Duplex;
   /** Cleared by each ping sweep, set by any pong or frame: still clear at the next sweep means dead. */
   isAlive = true;
+  /** Frames that arrived while an auth/refresh token was being verified; undefined when none is. */
+  #waiting: Frame[] | undefined;
+  /** Client publishes allowed per second (created on the first client publish). */
+  #publishBucket: TokenBucket | undefined;
 
-  constructor(ctx: TransportContext, ws: WebSocket, socket: Duplex) {
-    super(ctx, 'websocket', WS_MESSAGE);
+  constructor(ctx: TransportContext, ws: WebSocket, socket: Duplex, access: Access) {
+    super(ctx, 'websocket', WS_MESSAGE, access);
     this.#ws = ws;
     this.#socket = socket;
     ws.on('message', (data, isBinary) => this.#onFrame(data, isBinary));
@@ -44,6 +55,14 @@ class WebSocketConnection extends Connection {
 
   protected resetFrame(notice: ResetNotice, cursor: string): Buffer {
     return wsReset(notice, cursor);
+  }
+
+  protected tokenExpiredFrame(graceMs: number): Buffer {
+    return wsTokenExpired(graceMs);
+  }
+
+  protected presenceFrame(event: PresenceEvent): Buffer {
+    return event.frame('websocket', wsPresence);
   }
 
   protected end(reason: ErrorCode | undefined): void {
@@ -77,8 +96,17 @@ class WebSocketConnection extends Connection {
       return;
     }
     const f = frame as Frame;
-    const id = typeof f.id === 'string' || typeof f.id === 'number' ? f.id : undefined;
-    const channelField = typeof f.channel === 'string' ? { channel: f.channel } : {};
+    if (this.#waiting !== undefined) {
+      // A token is being verified: later frames (a subscribe sent right after auth) wait for it.
+      if (this.#waiting.length < MAX_FRAMES_WHILE_VERIFYING) this.#waiting.push(f);
+      else this.#error(new HeraldError('rate_limited', 'Too many frames while the token is verified.'), idOf(f), channelOf(f));
+      return;
+    }
+    this.#dispatch(f);
+  }
+
+  #dispatch(f: Frame): void {
+    const id = idOf(f);
     try {
       switch (f.op) {
         case 'subscribe':
@@ -87,12 +115,19 @@ class WebSocketConnection extends Connection {
           return this.#unsubscribeOne(f, id);
         case 'ping':
           return this.#reply('pong', {}, id);
+        case 'publish':
+          return this.#publish(f, id);
+        case 'presence':
+          return this.#presence(f, id);
+        case 'auth':
+        case 'refresh':
+          return this.#authenticate(f, id);
         default:
           throw new HeraldError('op_unknown');
       }
     } catch (err) {
       if (!(err instanceof HeraldError)) throw err;
-      this.#error(err, id, channelField);
+      this.#error(err, id, channelOf(f));
     }
   }
 
@@ -103,6 +138,9 @@ class WebSocketConnection extends Connection {
   #subscribeOne(frame: Frame, id: unknown): void {
     const channel = frame.channel;
     if (!isValidChannel(channel)) throw new HeraldError('channel_invalid');
+    this.access.requireSubscribe(channel);
+    const wantsPresence = parsePresenceFlag(frame.presence);
+    if (wantsPresence) this.access.requireSeePresence(channel);
     let start: StartAt = parseSince(frame.since);
     let resumeCursor: Map<string, Position> | undefined;
     if (frame.cursor !== undefined) {
@@ -110,11 +148,24 @@ class WebSocketConnection extends Connection {
       resumeCursor = decodeCursor(frame.cursor);
       start = resumeCursor.get(channel) ?? start;
     }
-    if (this.cursor.has(channel)) return this.#reply('subscribed', { channel }, id);
+    if (this.cursor.has(channel)) {
+      this.#reply('subscribed', { channel }, id);
+      this.enterPresence(channel, wantsPresence);
+      return;
+    }
     if (this.cursor.size >= MAX_CHANNELS_PER_SUBSCRIPTION) throw new HeraldError('too_many_channels');
     if (resumeCursor !== undefined) this.cursor.carry(resumeCursor);
     this.#reply('subscribed', { channel }, id);
     this.subscribe(new Map([[channel, start]]));
+    this.enterPresence(channel, wantsPresence);
+  }
+
+  /** `{"op":"presence","channel"}` → `{"op":"presence","channel","members":[{user,info,connections}]}`. */
+  #presence(frame: Frame, id: unknown): void {
+    const channel = frame.channel;
+    if (!isValidChannel(channel)) throw new HeraldError('channel_invalid');
+    this.access.requireSeePresence(channel);
+    this.#reply('presence', { channel, members: this.ctx.presence.members(channel) }, id);
   }
 
   #unsubscribeOne(frame: Frame, id: unknown): void {
@@ -123,6 +174,91 @@ class WebSocketConnection extends Connection {
     this.unsubscribe(channel);
     this.#reply('unsubscribed', { channel }, id);
   }
+
+  /**
+   * A client publish: validated exactly as POST /v1/publish validates one message, allowed only where
+   * the token's `publish` claim says, rate-limited per connection. Refused publishes are not queued.
+   */
+  #publish(frame: Frame, id: unknown): void {
+    const { op: _op, id: _id, ...message } = frame;
+    const input = toAppendInput(message);
+    this.access.requirePublish(input.channel);
+    if (!this.access.isBackend) {
+      this.#publishBucket ??= new TokenBucket(this.ctx.config.clientPublishRate);
+      if (!this.#publishBucket.take()) throw new HeraldError('rate_limited');
+    }
+    this.ctx.hub.publish([input]).then(
+      ([result]) => {
+        const { message: stored, isDuplicate } = result!;
+        const fields = { channel: stored.channel, offset: stored.offset, epoch: stored.epoch, ...(isDuplicate ? { duplicate: true } : {}) };
+        this.#reply('published', fields, id);
+      },
+      (err: unknown) => {
+        this.ctx.logger.error({ err }, 'client publish failed');
+        this.#error(new HeraldError('internal'), id, { channel: input.channel });
+      },
+    );
+  }
+
+  /**
+   * `{"op":"auth","token"}` (usually the first frame) and `{"op":"refresh","token"}` (after a
+   * token_expired notice, or before): verifies the token and makes it this connection's access.
+   * Frames sent meanwhile wait and then run in order. A refreshed token must name the same user; a
+   * subscription the new token no longer covers ends with a forbidden_channel error op.
+   */
+  #authenticate(frame: Frame, id: unknown): void {
+    const token = frame.token;
+    if (typeof token !== 'string' || token === '') throw new HeraldError('token_invalid', 'The frame needs a "token" string.');
+    const reply = frame.op === 'auth' ? 'authenticated' : 'refreshed';
+    this.#waiting = [];
+    this.ctx.auth
+      .fromToken(token)
+      .then((access) => this.#applyAccess(access, reply, id))
+      .catch((err: unknown) => {
+        if (err instanceof HeraldError) return this.#error(err, id, {});
+        this.ctx.logger.error({ err }, 'token verification failed');
+        this.#error(new HeraldError('internal'), id, {});
+      })
+      .finally(() => this.#resumeFrames());
+  }
+
+  #applyAccess(access: Access, reply: string, id: unknown): void {
+    if (this.isClosed) return;
+    const previous = this.access.sub;
+    if (previous !== undefined && access.sub !== previous) {
+      this.#error(new HeraldError('token_invalid', 'A new token must be for the same user (sub) as the first.'), id, {});
+      return;
+    }
+    const dropped = this.cursor.channels.filter((channel) => !access.canSubscribe(channel));
+    for (const channel of dropped) this.unsubscribe(channel);
+    this.setAccess(access);
+    const exp = access.expiresAtMs === undefined ? {} : { exp: Math.floor(access.expiresAtMs / 1000) };
+    this.#reply(reply, { sub: access.sub, ...exp }, id);
+    for (const channel of dropped) {
+      this.#error(new HeraldError('forbidden_channel', `The new token does not cover ${JSON.stringify(channel)}; unsubscribed.`), undefined, { channel });
+    }
+  }
+
+  /** Runs the frames that waited for a token check, until one of them starts another. */
+  #resumeFrames(): void {
+    const waiting = this.#waiting ?? [];
+    this.#waiting = undefined;
+    while (waiting.length > 0 && !this.isClosed) {
+      this.#dispatch(waiting.shift()!);
+      if (this.#waiting !== undefined) {
+        (this.#waiting as Frame[]).push(...waiting);
+        return;
+      }
+    }
+  }
+}
+
+function idOf(frame: Frame): string | number | undefined {
+  return typeof frame.id === 'string' || typeof frame.id === 'number' ? frame.id : undefined;
+}
+
+function channelOf(frame: Frame): { channel?: string } {
+  return typeof frame.channel === 'string' ? { channel: frame.channel } : {};
 }
 
 /**
@@ -145,12 +281,30 @@ export class WebSocketTransport implements Transport {
     });
   }
 
-  /** Takes over an upgrade request; throws a HeraldError (before anything is written) to refuse it. */
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void {
+  /**
+   * Takes over an upgrade request; rejects with a HeraldError (before anything is written) to refuse
+   * it. A token in the header or `?token=` is verified first; channels in the URL must be allowed.
+   */
+  async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
     const hasInitial = url.searchParams.has('channel') || url.searchParams.has('cursor');
     const starts = hasInitial ? parseSubscribeRequest(url.searchParams) : new Map<string, StartAt>();
+    // Nothing listens for socket errors until ws takes the socket over; one must not crash the server.
+    const onEarlyError = (): void => void socket.destroy();
+    socket.on('error', onEarlyError);
+    let access: Access;
+    try {
+      access = await this.#ctx.auth.fromRequest(req, url);
+    } finally {
+      socket.off('error', onEarlyError);
+    }
+    const wantsPresence = parsePresenceFlag(url.searchParams.get('presence'));
+    for (const channel of starts.keys()) {
+      access.requireSubscribe(channel);
+      if (wantsPresence) access.requireSeePresence(channel);
+    }
+    if (socket.destroyed) return;
     this.#server.handleUpgrade(req, socket, head, (ws) => {
-      const connection = new WebSocketConnection(this.#ctx, ws, socket);
+      const connection = new WebSocketConnection(this.#ctx, ws, socket, access);
       this.#connections.add(connection);
       const release = (): void => {
         connection.close();
@@ -159,6 +313,7 @@ export class WebSocketTransport implements Transport {
       ws.on('close', release);
       ws.on('error', release);
       if (starts.size > 0) connection.subscribe(starts);
+      for (const channel of starts.keys()) connection.enterPresence(channel, wantsPresence);
     });
   }
 

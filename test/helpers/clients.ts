@@ -208,6 +208,8 @@ export interface SubscribeOptions {
   channels: string[];
   cursor?: string;
   since?: 'beginning' | 'head';
+  /** A client token, sent as `?token=` (and as an `auth` frame on WebSocket). */
+  token?: string;
 }
 
 /** One subscription on any transport, normalised: what arrived, in order. */
@@ -258,6 +260,7 @@ function subscribeQuery(options: SubscribeOptions, extra: Record<string, string>
   for (const channel of options.channels) params.append('channel', channel);
   if (options.cursor !== undefined) params.set('cursor', options.cursor);
   if (options.since !== undefined) params.set('since', options.since);
+  if (options.token !== undefined) params.set('token', options.token);
   for (const [key, value] of Object.entries(extra)) params.set(key, value);
   return params;
 }
@@ -331,7 +334,11 @@ export class SseClient {
       this.#drop = () => {
         if (isDropped) return;
         isDropped = true;
-        controller.close();
+        try {
+          controller.close();
+        } catch {
+          // The stream had already ended (the server closed it).
+        }
         void reader.cancel().catch(() => {});
       };
       return { body, url: res.url, status: res.status, redirected: res.redirected, headers: res.headers };
@@ -382,6 +389,8 @@ class SseSubscription extends BaseSubscription {
     client.events.forEach((event) => {
       try {
         const value = JSON.parse(event.data) as Record<string, unknown>;
+        // Presence events and the token_expired notice are not entries (they stay in client.events).
+        if (typeof value.presence === 'string' || event.type === 'token_expired') return;
         assert.equal(event.lastEventId, value.cursor, 'SSE id: must equal the envelope cursor');
         if (event.type === 'reset') this.receive({ kind: 'reset', ...(value as unknown as ResetNotice) });
         else {
@@ -544,6 +553,10 @@ export async function subscribeWs(baseUrl: string, options: SubscribeOptions): P
   }
   const client = await WsClient.connect(baseUrl);
   const subscription = new WsSubscription(client, options.cursor);
+  if (options.token !== undefined) {
+    const reply = await client.request({ op: 'auth', token: options.token });
+    assert.equal(reply.op, 'authenticated', `auth: ${JSON.stringify(reply)}`);
+  }
   for (const channel of options.channels) {
     const frame: Record<string, unknown> = { op: 'subscribe', channel };
     if (options.cursor !== undefined) frame.cursor = options.cursor;
@@ -656,7 +669,7 @@ export async function subscribePoll(baseUrl: string, options: SubscribeOptions, 
   subscription.take(first);
   subscription.start(async (signal) => {
     while (!signal.aborted) {
-      const params = subscribeQuery({ channels, cursor: subscription.cursor() }, { ...extra, timeout: String(poll.timeoutS) });
+      const params = subscribeQuery({ channels, cursor: subscription.cursor(), token: options.token }, { ...extra, timeout: String(poll.timeoutS) });
       const answer = await pollOnce(baseUrl, params, signal);
       if (signal.aborted) return;
       subscription.take(answer);
@@ -702,6 +715,10 @@ export class StreamSubscription extends BaseSubscription {
   response!: Response;
   /** Heartbeats received (NDJSON heartbeat lines, iframe `<!-- -->` comments). */
   readonly heartbeats = new Inbox<number>();
+  /** Notices (`{"notice":"token_expired",…}`), which are not entries. */
+  readonly notices = new Inbox<Record<string, unknown>>();
+  /** Presence events (`{"presence":"join"|"leave",…}`), which are not entries either. */
+  readonly presence = new Inbox<Record<string, unknown>>();
   /** The raw body text received so far. */
   raw = '';
 
@@ -735,6 +752,8 @@ export async function subscribeNdjson(baseUrl: string, options: SubscribeOptions
       pending = pending.slice(newline + 1);
       const value = JSON.parse(line) as Record<string, unknown>;
       if (value.heartbeat === true) subscription.heartbeats.push(Date.now());
+      else if (typeof value.notice === 'string') subscription.notices.push(value);
+      else if (typeof value.presence === 'string') subscription.presence.push(value);
       else subscription.accept(toEntry(value));
     }
   };
@@ -789,7 +808,10 @@ export async function subscribeIframe(baseUrl: string, options: SubscribeOptions
         subscription.entries.fail(new Error(`an iframe script must call parent.${callback} once with one argument: ${script}`));
         return;
       }
-      subscription.accept(toEntry(fromOtherRealm(calls[0]![0])));
+      const value = fromOtherRealm(calls[0]![0]) as Record<string, unknown>;
+      if (typeof value?.notice === 'string') subscription.notices.push(value);
+      else if (typeof value?.presence === 'string') subscription.presence.push(value);
+      else subscription.accept(toEntry(value));
     }
   };
   const query = subscribeQuery(options, { callback });

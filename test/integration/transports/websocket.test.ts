@@ -68,7 +68,7 @@ describe('WebSocket', { timeout: SUITE_TIMEOUT_MS }, () => {
 
   it('answers an unknown op with op_unknown, echoing the id', async () => {
     const client = await connect();
-    const reply = await client.request({ op: 'publish', channel: 'x', data: 1 });
+    const reply = await client.request({ op: 'shout', channel: 'x', data: 1 });
     assert.equal(reply.op, 'error');
     assert.equal(reply.code, 'op_unknown');
     assert.equal(reply.id, 'r1');
