@@ -36,6 +36,7 @@ export class Hub {
   readonly #broker: Broker;
   readonly #counters: Counters;
   readonly #subscribers = new Map<string, Set<Subscriber>>();
+  #version = 0;
 
   constructor(store: Store, broker: Broker, counters: Counters) {
     this.store = store;
@@ -103,7 +104,16 @@ export class Hub {
 
   /** Applies retention and lets the store forget windows no subscriber here uses. */
   sweep(nowMs: number): void {
+    this.#version++;
     this.store.sweep(nowMs, (channel) => this.#subscribers.has(channel));
+  }
+
+  /**
+   * Changes whenever what a read returns may have changed (messages arrived, retention dropped some),
+   * so an answer computed from reads can be shared until it does.
+   */
+  get version(): number {
+    return this.#version;
   }
 
   subscriberCount(channel: string): number {
@@ -125,6 +135,7 @@ export class Hub {
 
   // Hot path: synchronous, no awaits, no encoding here (subscribers take cached frames).
   #fanOut(messages: readonly Message[]): void {
+    this.#version++;
     for (const message of messages) {
       const set = this.#subscribers.get(message.channel);
       if (set === undefined) continue;

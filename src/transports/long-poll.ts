@@ -21,6 +21,16 @@ interface PollRequest {
   callback: string | undefined;
 }
 
+/** An answer encoded once, with its headers, for every poll that gets the same bytes. */
+interface EncodedAnswer {
+  bytes: Buffer;
+  headers: Record<string, string | number>;
+  messageCount: number;
+}
+
+/** Bounds the shared-answer cache between two hub versions (distinct positions being polled). */
+const MAX_CACHED_ANSWERS = 4096;
+
 interface Waiter {
   res: ServerResponse;
   group: WaitGroup;
@@ -58,6 +68,9 @@ export class LongPollTransport implements HttpTransport {
   readonly #ctx: TransportContext;
   readonly #groups = new Map<string, WaitGroup>();
   readonly #deadlines = new Map<number, Set<Waiter>>();
+  /** Answers by request key, valid while the hub's version is #answersVersion. */
+  readonly #answers = new Map<string, EncodedAnswer | null>();
+  #answersVersion = -1;
 
   constructor(ctx: TransportContext) {
     this.#ctx = ctx;
@@ -81,13 +94,15 @@ export class LongPollTransport implements HttpTransport {
       request.cursor.set(channel, position);
       if (reset !== undefined) request.resets.push(reset);
     }
-    const answer = this.#answer(request);
-    if (answer !== undefined || timeoutS === 0) {
-      this.#send(res, answer?.body ?? this.#emptyAnswer(request), callback);
-      this.#ctx.counters.delivered.poll += answer?.messageCount ?? 0;
-      return;
+    const answer = this.#sharedAnswer(request);
+    if (answer !== undefined) {
+      this.#write(res, answer);
+      this.#ctx.counters.delivered.poll += answer.messageCount;
+    } else if (timeoutS === 0) {
+      this.#write(res, this.#encode(this.#emptyAnswer(request), 0, callback));
+    } else {
+      this.#hold(res, request, timeoutS);
     }
-    this.#hold(res, request, timeoutS);
   }
 
   /**
@@ -104,7 +119,7 @@ export class LongPollTransport implements HttpTransport {
   }
 
   #hold(res: ServerResponse, request: PollRequest, timeoutS: number): void {
-    const key = `${request.cursor}|${request.limit}|${request.callback ?? ''}`;
+    const key = requestKey(request);
     let group = this.#groups.get(key);
     if (group === undefined) {
       group = new WaitGroup(key, request, this);
@@ -127,14 +142,38 @@ export class LongPollTransport implements HttpTransport {
 
   /** Answers every poll of the group with one shared body. Called from hub fan-out. */
   answerGroup(group: WaitGroup): void {
-    const answer = this.#answer(group.request);
+    const answer = this.#sharedAnswer(group.request);
     if (answer === undefined) return;
-    const bytes = this.#encode(answer.body, group.request.callback);
     this.#ctx.counters.delivered.poll += answer.messageCount * group.waiters.size;
     for (const waiter of [...group.waiters]) {
       this.#release(waiter);
-      this.#write(waiter.res, bytes, group.request.callback);
+      this.#write(waiter.res, answer);
     }
+  }
+
+  /**
+   * The encoded answer to `request`, or undefined when nothing lies past its cursor. Polls at the
+   * same position (most of them, when many clients follow one channel) share one answer until the
+   * hub's version moves; a request with reset notices is answered for itself alone.
+   */
+  #sharedAnswer(request: PollRequest): EncodedAnswer | undefined {
+    if (request.resets.length > 0) return this.#computeAnswer(request);
+    if (this.#answersVersion !== this.#ctx.hub.version) {
+      this.#answers.clear();
+      this.#answersVersion = this.#ctx.hub.version;
+    }
+    const key = requestKey(request);
+    let answer = this.#answers.get(key);
+    if (answer === undefined) {
+      answer = this.#computeAnswer(request) ?? null;
+      if (this.#answers.size < MAX_CACHED_ANSWERS) this.#answers.set(key, answer);
+    }
+    return answer ?? undefined;
+  }
+
+  #computeAnswer(request: PollRequest): EncodedAnswer | undefined {
+    const answer = this.#answer(request);
+    return answer === undefined ? undefined : this.#encode(answer.body, answer.messageCount, request.callback);
   }
 
   #release(waiter: Waiter): void {
@@ -176,46 +215,47 @@ export class LongPollTransport implements HttpTransport {
     return `{"messages":[],"cursor":"${request.cursor}"}`;
   }
 
-  #encode(body: string, callback: string | undefined): Buffer {
+  #encode(body: string, messageCount: number, callback: string | undefined): EncodedAnswer {
     // `/**/` keeps the answer from starting with attacker-chosen bytes (the Rosetta Flash class of attacks).
-    return Buffer.from(callback === undefined ? body : `/**/${callback}(${scriptSafeJson(body)});`);
-  }
-
-  #send(res: ServerResponse, body: string, callback: string | undefined): void {
-    this.#write(res, this.#encode(body, callback), callback);
-  }
-
-  #write(res: ServerResponse, bytes: Buffer, callback: string | undefined): void {
-    res.writeHead(200, {
+    const bytes = Buffer.from(callback === undefined ? body : `/**/${callback}(${scriptSafeJson(body)});`);
+    const headers = {
       'Content-Type': callback === undefined ? 'application/json; charset=utf-8' : 'application/javascript; charset=utf-8',
       'Content-Length': bytes.length,
       'Cache-Control': 'no-store',
       'X-Content-Type-Options': 'nosniff',
-    });
-    res.end(bytes);
+    };
+    return { bytes, headers, messageCount };
+  }
+
+  #write(res: ServerResponse, answer: EncodedAnswer): void {
+    res.writeHead(200, answer.headers);
+    res.end(answer.bytes);
+  }
+
+  /** Answers a poll that waited in vain: nothing new, and the cursor it came with. */
+  #answerEmpty(waiter: Waiter): void {
+    const { request } = waiter.group;
+    this.#release(waiter);
+    this.#write(waiter.res, this.#encode(this.#emptyAnswer(request), 0, request.callback));
   }
 
   tick(nowMs: number): void {
     const due = Math.floor(nowMs / DEADLINE_BUCKET_MS);
     for (const [bucketId, bucket] of this.#deadlines) {
       if (bucketId > due) continue;
-      for (const waiter of [...bucket]) {
-        const { request } = waiter.group;
-        this.#release(waiter);
-        this.#send(waiter.res, this.#emptyAnswer(request), request.callback);
-      }
+      for (const waiter of [...bucket]) this.#answerEmpty(waiter);
     }
   }
 
   closeAll(): void {
     for (const bucket of [...this.#deadlines.values()]) {
-      for (const waiter of [...bucket]) {
-        const { request } = waiter.group;
-        this.#release(waiter);
-        this.#send(waiter.res, this.#emptyAnswer(request), request.callback);
-      }
+      for (const waiter of [...bucket]) this.#answerEmpty(waiter);
     }
   }
+}
+
+function requestKey(request: PollRequest): string {
+  return `${request.cursor}|${request.limit}|${request.callback ?? ''}`;
 }
 
 function cloneCursor(source: SubscriptionCursor): SubscriptionCursor {
