@@ -54,17 +54,21 @@ export function encodeCursor(positions: ReadonlyMap<string, Position>): string {
     .join('.');
 }
 
+/** A channel's position with its cursor segment, kept together so each costs one map entry. */
+interface Entry extends Position {
+  segment: string;
+}
+
 /**
  * The positions of one subscription (one connection's channels). `advance` is called for every message
  * delivered and refuses anything at or before the known position, so a message can never be delivered
- * twice, whatever order replay and live fan-out interleave in.
+ * twice, whatever order replay and live fan-out interleave in. One per connection: kept small.
  */
 export class SubscriptionCursor {
-  readonly #positions = new Map<string, Position>();
-  readonly #segments = new Map<string, string>();
-  #sortedChannels: string[] = [];
+  readonly #entries = new Map<string, Entry>();
+  #sortedChannels: readonly string[] = [];
   /** Segments a client's resume cursor holds for channels not subscribed (yet); see `carry`. */
-  #carried = new Map<string, string>();
+  #carried: Map<string, string> | undefined;
   #cached: string | undefined;
 
   get channels(): readonly string[] {
@@ -72,31 +76,27 @@ export class SubscriptionCursor {
   }
 
   get size(): number {
-    return this.#positions.size;
+    return this.#entries.size;
   }
 
   has(channel: string): boolean {
-    return this.#positions.has(channel);
+    return this.#entries.has(channel);
   }
 
   position(channel: string): Position | undefined {
-    return this.#positions.get(channel);
+    return this.#entries.get(channel);
   }
 
-  set(channel: string, position: Position): void {
-    if (!this.#positions.has(channel)) {
-      this.#sortedChannels = [...this.#sortedChannels, channel].sort();
-    }
-    this.#positions.set(channel, position);
-    this.#segments.set(channel, cursorSegment(channel, position.epoch, position.offset));
-    this.#carried.delete(channel);
+  set(channel: string, { epoch, offset }: Position): void {
+    if (!this.#entries.has(channel)) this.#sortedChannels = [...this.#sortedChannels, channel].sort();
+    this.#entries.set(channel, { epoch, offset, segment: cursorSegment(channel, epoch, offset) });
+    this.#carried?.delete(channel);
     this.#cached = undefined;
   }
 
   delete(channel: string): void {
-    if (this.#carried.delete(channel)) this.#cached = undefined;
-    if (!this.#positions.delete(channel)) return;
-    this.#segments.delete(channel);
+    if (this.#carried?.delete(channel)) this.#cached = undefined;
+    if (!this.#entries.delete(channel)) return;
     this.#sortedChannels = this.#sortedChannels.filter((c) => c !== channel);
     this.#cached = undefined;
   }
@@ -109,37 +109,40 @@ export class SubscriptionCursor {
    * call carried, and stays within MAX_CHANNELS_PER_SUBSCRIPTION so the cursor stays valid.
    */
   carry(resumeCursor: ReadonlyMap<string, Position>): void {
-    this.#carried = new Map();
+    const carried = new Map<string, string>();
     for (const [channel, { epoch, offset }] of resumeCursor) {
-      if (this.#positions.has(channel)) continue;
-      if (this.#positions.size + this.#carried.size >= MAX_CHANNELS_PER_SUBSCRIPTION) break;
-      this.#carried.set(channel, cursorSegment(channel, epoch, offset));
+      if (this.#entries.has(channel)) continue;
+      if (this.#entries.size + carried.size >= MAX_CHANNELS_PER_SUBSCRIPTION) break;
+      carried.set(channel, cursorSegment(channel, epoch, offset));
     }
+    this.#carried = carried.size > 0 ? carried : undefined;
     this.#cached = undefined;
   }
 
   /** Moves the channel's position to `message`; false when the message is not new to this subscription. */
   advance(message: { channel: string; epoch: string; offset: number; cursorSegment: string }): boolean {
-    const position = this.#positions.get(message.channel);
-    if (position === undefined) return false;
-    if (position.epoch === message.epoch && message.offset <= position.offset) return false;
-    position.epoch = message.epoch;
-    position.offset = message.offset;
-    this.#segments.set(message.channel, message.cursorSegment);
+    const entry = this.#entries.get(message.channel);
+    if (entry === undefined) return false;
+    if (entry.epoch === message.epoch && message.offset <= entry.offset) return false;
+    entry.epoch = message.epoch;
+    entry.offset = message.offset;
+    entry.segment = message.cursorSegment;
     this.#cached = undefined;
     return true;
   }
 
   toString(): string {
-    if (this.#cached === undefined && this.#carried.size > 0) {
-      const segments = new Map([...this.#segments, ...this.#carried]);
+    if (this.#cached !== undefined) return this.#cached;
+    const channels = this.#sortedChannels;
+    if (this.#carried !== undefined && this.#carried.size > 0) {
+      const segments = new Map(this.#carried);
+      for (const [channel, entry] of this.#entries) segments.set(channel, entry.segment);
       this.#cached = [...segments.keys()].sort().map((c) => segments.get(c)!).join('.');
-    }
-    if (this.#cached === undefined) {
-      this.#cached =
-        this.#sortedChannels.length === 1
-          ? this.#segments.get(this.#sortedChannels[0]!)!
-          : this.#sortedChannels.map((c) => this.#segments.get(c)!).join('.');
+    } else if (channels.length === 1) {
+      // The fan-out case: the same string as the message's own segment, so frames are shared.
+      this.#cached = this.#entries.get(channels[0]!)!.segment;
+    } else {
+      this.#cached = channels.map((c) => this.#entries.get(c)!.segment).join('.');
     }
     return this.#cached;
   }
