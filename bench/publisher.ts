@@ -1,0 +1,135 @@
+// Publishing over HTTP, as a backend would: POST /v1/publish on keep-alive connections. Each message's
+// data carries its publish time `"t"` (epoch ms, sub-ms precision) so receivers can measure latency.
+import { Agent, request } from 'node:http';
+import { nowMs } from './protocol.js';
+
+/** Pads the data to ~100 bytes of JSON: {"t":1795403500652.37,"pad":"xxx…"}. */
+const PAD = 'x'.repeat(69);
+
+export function messageData(): string {
+  return `{"t":${nowMs().toFixed(2)},"pad":"${PAD}"}`;
+}
+
+export interface HttpResult {
+  status: number;
+  body: string;
+}
+
+export class HttpClient {
+  readonly #agent: Agent;
+  readonly #host: string;
+  readonly #port: number;
+
+  constructor(host: string, port: number, maxSockets: number) {
+    this.#host = host;
+    this.#port = port;
+    this.#agent = new Agent({ keepAlive: true, maxSockets });
+  }
+
+  call(method: 'GET' | 'POST', path: string, body?: string | Buffer): Promise<HttpResult> {
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string | number> = {};
+      if (body !== undefined) {
+        headers['Content-Type'] = 'application/json';
+        headers['Content-Length'] = Buffer.byteLength(body);
+      }
+      const req = request({ host: this.#host, port: this.#port, method, path, agent: this.#agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  async json(path: string): Promise<unknown> {
+    const res = await this.call('GET', path);
+    if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${res.body}`);
+    return JSON.parse(res.body);
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}
+
+/**
+ * Publishes one message per request to `channel`, either at a fixed rate or, with `rate: 'max'`, as
+ * fast as deliveries keep up: at most `window` messages may be published beyond those every subscriber
+ * has received (`delivered()` / subscribers), so the servers are saturated without queueing unboundedly.
+ */
+export class Publisher {
+  readonly #client: HttpClient;
+  readonly #channel: string;
+  readonly #maxInFlight: number;
+  published = 0;
+  failed = 0;
+  /** Publish round trips (request sent → response read), in units of 0.1 ms. */
+  readonly roundTrips = new Map<number, number>();
+  lastError = '';
+  #inFlight = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #isStopped = false;
+  #idle: (() => void) | undefined;
+
+  constructor(client: HttpClient, channel: string, maxInFlight = 4) {
+    this.#client = client;
+    this.#channel = channel;
+    this.#maxInFlight = maxInFlight;
+  }
+
+  atRate(messagesPerS: number): void {
+    const startMs = performance.now();
+    this.#timer = setInterval(() => {
+      const due = Math.floor(((performance.now() - startMs) / 1000) * messagesPerS) + 1;
+      while (this.published < due && !this.#isStopped) this.#publishOne();
+    }, 2);
+  }
+
+  asFastAsDelivered(delivered: () => number, subscribers: number, window: number): () => void {
+    const pump = (): void => {
+      const allowed = Math.floor(delivered() / subscribers) + window;
+      while (!this.#isStopped && this.published < allowed && this.#inFlight < this.#maxInFlight) this.#publishOne();
+    };
+    this.#afterEach = pump;
+    this.#timer = setInterval(pump, 5);
+    pump();
+    return pump;
+  }
+
+  #afterEach: (() => void) | undefined;
+
+  #publishOne(): void {
+    this.published++;
+    this.#inFlight++;
+    const body = `{"channel":"${this.#channel}","data":${messageData()}}`;
+    const startMs = performance.now();
+    this.#client.call('POST', '/v1/publish', body).then(
+      (res) => {
+        const bucket = Math.round((performance.now() - startMs) * 10);
+        this.roundTrips.set(bucket, (this.roundTrips.get(bucket) ?? 0) + 1);
+        if (res.status !== 200) {
+          this.failed++;
+          this.lastError = `${res.status} ${res.body}`;
+        }
+      },
+      (err: Error) => {
+        this.failed++;
+        this.lastError = err.message;
+      },
+    ).finally(() => {
+      this.#inFlight--;
+      if (this.#inFlight === 0) this.#idle?.();
+      this.#afterEach?.();
+    });
+  }
+
+  /** Stops publishing and waits for the requests in flight. */
+  async stop(): Promise<void> {
+    this.#isStopped = true;
+    clearInterval(this.#timer);
+    if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+  }
+}
