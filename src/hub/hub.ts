@@ -2,6 +2,7 @@ import type { Broker } from '../broker/broker.js';
 import type { AppendInput, AppendResult, Store } from '../store/store.js';
 import type { Counters } from '../metrics.js';
 import type { Position } from './cursor.js';
+import { ChannelSets } from './channel-sets.js';
 import type { Message } from './message.js';
 
 /** Where a subscription to one channel starts. */
@@ -35,7 +36,7 @@ export class Hub {
   readonly store: Store;
   readonly #broker: Broker;
   readonly #counters: Counters;
-  readonly #subscribers = new Map<string, Set<Subscriber>>();
+  readonly #subscribers = new ChannelSets<Subscriber>();
   #version = 0;
 
   constructor(store: Store, broker: Broker, counters: Counters) {
@@ -87,19 +88,11 @@ export class Hub {
   }
 
   attach(channel: string, subscriber: Subscriber): void {
-    let set = this.#subscribers.get(channel);
-    if (set === undefined) {
-      set = new Set();
-      this.#subscribers.set(channel, set);
-    }
-    set.add(subscriber);
+    this.#subscribers.add(channel, subscriber);
   }
 
   detach(channel: string, subscriber: Subscriber): void {
-    const set = this.#subscribers.get(channel);
-    if (set === undefined) return;
-    set.delete(subscriber);
-    if (set.size === 0) this.#subscribers.delete(channel);
+    this.#subscribers.remove(channel, subscriber);
   }
 
   /** Applies retention and lets the store forget windows no subscriber here uses. */

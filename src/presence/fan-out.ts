@@ -1,3 +1,4 @@
+import { ChannelSets } from '../hub/channel-sets.js';
 import type { Presence, PresenceChange } from './presence.js';
 
 /** A connection that asked for a channel's join/leave events. */
@@ -35,26 +36,18 @@ export class PresenceEvent {
 
 /** This node's listeners of presence events, by channel. Hears every change from the Presence. */
 export class PresenceFanOut {
-  readonly #listeners = new Map<string, Set<PresenceListener>>();
+  readonly #listeners = new ChannelSets<PresenceListener>();
 
   constructor(presence: Presence) {
     presence.onChange((change) => this.#deliver(change));
   }
 
   listen(channel: string, listener: PresenceListener): void {
-    let set = this.#listeners.get(channel);
-    if (set === undefined) {
-      set = new Set();
-      this.#listeners.set(channel, set);
-    }
-    set.add(listener);
+    this.#listeners.add(channel, listener);
   }
 
   unlisten(channel: string, listener: PresenceListener): void {
-    const set = this.#listeners.get(channel);
-    if (set === undefined) return;
-    set.delete(listener);
-    if (set.size === 0) this.#listeners.delete(channel);
+    this.#listeners.remove(channel, listener);
   }
 
   #deliver(change: PresenceChange): void {
