@@ -3,7 +3,7 @@
 // maps. The server serves both at /herald.js and /herald.iife.js (src/http/static-client.ts).
 // `node scripts/build-client.mjs` builds; tests import buildClient() and gzipSize().
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
@@ -31,6 +31,12 @@ export async function buildClient(outdir = CLIENT_DIST) {
   return { esm, iife };
 }
 
+/** The demo page (GET /demo, src/http/demo.ts) sits beside the built server, in dist/demo. */
+export function copyDemo() {
+  mkdirSync(`${ROOT}dist/demo`, { recursive: true });
+  copyFileSync(`${ROOT}src/demo/demo.html`, `${ROOT}dist/demo/demo.html`);
+}
+
 /** Bytes of the file once gzipped at the highest level: the "min+gzip" size a page pays. */
 export function gzipSize(path) {
   return gzipSync(readFileSync(path), { level: 9 }).length;
@@ -38,6 +44,7 @@ export function gzipSize(path) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { esm, iife } = await buildClient();
+  copyDemo();
   for (const path of [esm, iife]) {
     console.log(`${path.slice(ROOT.length)}: ${readFileSync(path).length} bytes minified, ${gzipSize(path)} bytes min+gzip`);
   }

@@ -5,6 +5,7 @@
 import { backoffMs } from './backoff.js';
 import { HeraldError, isFatal } from './errors.js';
 import { getJson, type PollAnswer } from './http.js';
+import { TokenSource } from './token.js';
 import { isAvailable, type Entry, type Link, type Settings, type Transport, type TransportFactory } from './transport.js';
 import { longPollTransport } from './transports/long-poll.js';
 import { sseTransport } from './transports/sse.js';
@@ -14,6 +15,9 @@ import type {
   Envelope,
   HeraldEvents,
   HeraldOptions,
+  PresenceEvent,
+  PresenceMember,
+  Published,
   ResetInfo,
   StateChange,
   SubscribeOptions,
@@ -52,6 +56,8 @@ interface Channel {
   ready: Promise<void>;
   /** Settles `ready`: the start is fixed (a cursor, or `beginning`), or the subscription is over. */
   settle(): void;
+  /** Subscribed with presence events (a handler of the first subscription has onJoin or onLeave). */
+  hasPresence: boolean;
 }
 
 /** One try at a connection, from `connecting` until it is lost. */
@@ -88,6 +94,11 @@ export class Herald {
   #isSyncQueued = false;
   /** Connection changes run one after another, never interleaved. */
   #chain: Promise<void> = Promise.resolve();
+  /** Removes the page listeners (online/offline, visibility) added by the constructor. */
+  readonly #unlisten: (() => void)[] = [];
+  readonly #token: TokenSource;
+  /** 401s in a row despite fresh tokens: past a few, the token is not the moment's fault. */
+  #authFailures = 0;
 
   constructor(url: string, options: HeraldOptions = {}) {
     const base = new URL(url, (globalThis as { location?: { href: string } }).location?.href);
@@ -107,6 +118,7 @@ export class Herald {
       pingMs: options.pingMs ?? heartbeatMs,
       pollTimeoutS: options.pollTimeoutS ?? 25,
     };
+    this.#token = new TokenSource(options.token, options.getToken);
     this.#initialMs = options.backoff?.initialMs ?? 1000;
     this.#maxMs = options.backoff?.maxMs ?? 30_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? REQUEST_TIMEOUT_MS;
@@ -117,6 +129,19 @@ export class Herald {
         'transport_unavailable',
         `None of the transports ${wanted.join(', ')} can run here: pass fetch, WebSocket or EventSource in the options.`,
       );
+    }
+    // [spec] HTML §8.10.1 "online"/"offline" events and §6.2 "visibilitychange". A browser that lost its
+    // network keeps some streams looking open (Chromium does for EventSource and fetch bodies): drop the
+    // connection at once rather than wait for the heartbeat. Coming back online, or to a tab whose timers
+    // were throttled in the background, retries at once instead of at the end of a backoff.
+    if (options.watchNetwork !== false && typeof g.addEventListener === 'function') {
+      const listen = (target: any, type: string, listener: () => void): void => {
+        target.addEventListener(type, listener);
+        this.#unlisten.push(() => target.removeEventListener(type, listener));
+      };
+      listen(g, 'offline', () => this.#attempt && this.#lost(this.#attempt, 'offline: the device lost its network'));
+      listen(g, 'online', () => this.#retryNow());
+      if (g.document) listen(g.document, 'visibilitychange', () => g.document.visibilityState === 'visible' && this.#retryNow());
     }
   }
 
@@ -147,7 +172,14 @@ export class Herald {
       }
       let settle!: () => void;
       const ready = new Promise<void>((resolve) => (settle = resolve));
-      ch = { since: since === 'beginning' ? 'beginning' : 'head', handlers: new Set(), seq: 0, ready, settle };
+      ch = {
+        since: since === 'beginning' ? 'beginning' : 'head',
+        handlers: new Set(),
+        seq: 0,
+        ready,
+        settle,
+        hasPresence: options.onJoin !== undefined || options.onLeave !== undefined,
+      };
       if (since !== 'head' && since !== 'beginning') {
         ch.cursor = since;
         ch.seq = ++this.#seq;
@@ -169,7 +201,58 @@ export class Herald {
         this.#channels.delete(channel);
         this.#sync();
       },
+      publish: (data, extra) => this.#publish({ ...extra, channel, data }),
+      presence: async () => {
+        const transport = this.#openTransport();
+        if (transport?.request) return (await transport.request({ op: 'presence', channel })).members as PresenceMember[];
+        const answer = await this.#http<{ members: PresenceMember[] }>(`/v1/presence?channel=${encodeURIComponent(channel)}`);
+        return answer.members;
+      },
     };
+  }
+
+  async #publish(body: Record<string, unknown>): Promise<Published> {
+    const transport = this.#openTransport();
+    if (transport?.request) {
+      const { channel, offset, epoch, duplicate } = await transport.request({ op: 'publish', ...body });
+      return duplicate ? { channel, offset, epoch, duplicate } : { channel, offset, epoch };
+    }
+    const answer = await this.#http<{ results: Published[] }>('/v1/publish', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return answer.results[0]!;
+  }
+
+  /** The transport of an open connection, for request/reply ops. */
+  #openTransport(): Transport | undefined {
+    return this.#attempt?.isOpen ? this.#attempt.transport : undefined;
+  }
+
+  /** An HTTP request to the server with the token as `Authorization: Bearer` (RFC 6750 §2.1). */
+  async #http<T>(path: string, init: RequestInit = {}): Promise<T> {
+    if (this.#settings.fetch === undefined) throw new HeraldError('transport_unavailable', 'This needs fetch.');
+    await this.#token.ensure();
+    const headers: Record<string, string> = { ...(init.headers as Record<string, string>) };
+    if (this.#token.value !== undefined) headers.Authorization = `Bearer ${this.#token.value}`;
+    return getJson<T>(this.#settings.fetch, this.#url + path, REQUEST_TIMEOUT_MS, { ...init, headers });
+  }
+
+  // ---- tokens ----
+
+  /** The server says the token expires (WS op, SSE event, stream notice): refresh it on the wire, losing nothing. */
+  async #expiring(attempt: Attempt): Promise<void> {
+    if (!this.#token.canRefresh) return; // the server will close; the next connect fails with token_expired
+    try {
+      await this.#token.refresh();
+    } catch (error) {
+      this.#emit('error', new HeraldError('token_unavailable', `getToken() failed: ${(error as Error).message}`));
+      return;
+    }
+    const transport = this.#attempt === attempt ? attempt.transport : undefined;
+    if (transport?.refresh) transport.refresh(this.#token.value!);
+    else transport?.update();
   }
 
   /** Listens to `state` changes or `error`s; returns a function that stops listening. */
@@ -228,6 +311,12 @@ export class Herald {
     this.#attempt = attempt;
     this.#setState({ state: 'connecting', transport: name });
     try {
+      await this.#token.ensure();
+    } catch (error) {
+      this.#lost(attempt, `getToken() failed: ${(error as Error).message}`);
+      return;
+    }
+    try {
       await this.#anchor();
     } catch (error) {
       this.#lost(attempt, 'server unreachable', error);
@@ -246,20 +335,31 @@ export class Herald {
    * Gives each new `head` channel a cursor before any wire carries it. [spec] "A first poll without a
    * cursor starts at the head; the empty answer's cursor marks that head." Without this, a connection
    * lost before the channel's first message would resume it at a later head, missing what came between.
+   * With a token, each channel is anchored by its history instead ([spec] "History": a `reverse` answer's
+   * cursor is the head): a poll would show the user in presence for --presence-timeout after it.
    */
   async #anchor(): Promise<void> {
     const fetchFn = this.#settings.fetch;
     const channels = [...this.#channels].filter(([, ch]) => ch.since === 'head' && ch.cursor === undefined).map(([c]) => c);
     if (fetchFn === undefined || channels.length === 0) return;
-    const query = new URLSearchParams({ channel: channels.join(','), timeout: '0' });
-    const answer = await getJson<PollAnswer>(fetchFn, `${this.#url}/v1/poll?${query}`, REQUEST_TIMEOUT_MS);
+    const anchors: [string[], string][] =
+      this.#token.value === undefined
+        ? [[channels, (await getJson<PollAnswer>(fetchFn, `${this.#url}/v1/poll?${new URLSearchParams({ channel: channels.join(','), timeout: '0' })}`, REQUEST_TIMEOUT_MS)).cursor]]
+        : await Promise.all(
+            channels.map(async (c): Promise<[string[], string]> => [
+              [c],
+              (await this.#http<PollAnswer>(`/v1/history?channel=${encodeURIComponent(c)}&reverse=true&limit=1`)).cursor,
+            ]),
+          );
     const seq = ++this.#seq;
-    for (const channel of channels) {
-      const ch = this.#channels.get(channel);
-      if (ch !== undefined && ch.cursor === undefined) {
-        ch.cursor = answer.cursor;
-        ch.seq = seq;
-        ch.settle();
+    for (const [covered, cursor] of anchors) {
+      for (const channel of covered) {
+        const ch = this.#channels.get(channel);
+        if (ch !== undefined && ch.cursor === undefined) {
+          ch.cursor = cursor;
+          ch.seq = seq;
+          ch.settle();
+        }
       }
     }
   }
@@ -273,8 +373,24 @@ export class Herald {
       query: (channels) => this.#query(channels),
       start: (channel) => {
         const ch = this.#channels.get(channel);
-        if (ch?.cursor !== undefined) return { cursor: ch.cursor };
-        return ch?.since === 'beginning' ? { since: 'beginning' } : {};
+        const start: { cursor?: string; since?: 'beginning'; presence?: true } = ch?.hasPresence ? { presence: true } : {};
+        if (ch?.cursor !== undefined) start.cursor = ch.cursor;
+        else if (ch?.since === 'beginning') start.since = 'beginning';
+        return start;
+      },
+      token: () => this.#token.value,
+      presence: (kind, event) => {
+        const ch = isCurrent() ? this.#channels.get(event.channel) : undefined;
+        if (ch === undefined) return;
+        const info: PresenceEvent = { channel: event.channel, user: event.user };
+        if (event.info !== undefined) info.info = event.info;
+        for (const handler of ch.handlers) {
+          const fn = kind === 'join' ? handler.onJoin : handler.onLeave;
+          if (fn) call(() => fn(info));
+        }
+      },
+      expiring: () => {
+        if (isCurrent()) void this.#expiring(attempt);
       },
       opened: (deadAfterMs) => {
         if (isCurrent() && !attempt.isOpen) this.#opened(attempt, deadAfterMs);
@@ -301,6 +417,7 @@ export class Herald {
     attempt.isOpen = true;
     clearTimeout(attempt.openTimer);
     this.#failures = 0;
+    this.#authFailures = 0;
     this.#hasOpened.add(attempt.name);
     this.#lastSeenMs = Date.now();
     // Without fetch nothing is anchored: the best sign is a wire carrying the channel.
@@ -318,6 +435,13 @@ export class Herald {
   #lost(attempt: Attempt, reason: string, error?: unknown): void {
     if (this.#attempt !== attempt) return;
     this.#drop();
+    // [spec] protocol.md "Refusals": 401 token_expired / token_invalid. A fresh token may fix it, a few
+    // times in a row; then the token is wrong, not late.
+    if ((error as HeraldError | undefined)?.status === 401 && this.#token.canRefresh && ++this.#authFailures <= 3) {
+      this.#token.value = undefined;
+      void this.#retry(attempt, reason);
+      return;
+    }
     if (isFatal(error)) {
       this.#fail(error as HeraldError);
       return;
@@ -345,6 +469,15 @@ export class Herald {
       this.#retryTimer = undefined;
       this.#sync();
     }, retryInMs);
+  }
+
+  /** A pending retry runs now, with the backoff started over (the network is back). */
+  #retryNow(): void {
+    if (this.#retryTimer === undefined) return;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    this.#failures = 0;
+    this.#sync();
   }
 
   /** True when nothing should be retried: closed, idle, or another attempt already under way. */
@@ -381,6 +514,7 @@ export class Herald {
 
   #shutdown(change: StateChange): void {
     this.#isClosed = true;
+    for (const unlisten of this.#unlisten.splice(0)) unlisten();
     this.#drop();
     for (const ch of this.#channels.values()) ch.settle();
     this.#channels.clear();
@@ -417,6 +551,8 @@ export class Herald {
     const cursor = [...newest].sort((a, b) => a[1] - b[1]).map(([c]) => c).join('.');
     if (cursor !== '') params.set('cursor', cursor);
     if (isFromBeginning) params.set('since', 'beginning');
+    if (channels.some((c) => this.#channels.get(c)?.hasPresence)) params.set('presence', '1');
+    if (this.#token.value !== undefined) params.set('token', this.#token.value);
     return params.toString();
   }
 
@@ -475,6 +611,7 @@ export class Herald {
     for (let attempt = 0; !this.#isClosed && this.#channels.get(channel) === ch; attempt++) {
       try {
         const query = new URLSearchParams({ channel, cursor: ch.own!, timeout: '0', limit: String(Math.min(missing, 1000)) });
+        if (this.#token.value !== undefined) query.set('token', this.#token.value);
         const answer = await getJson<PollAnswer>(this.#settings.fetch!, `${this.#url}/v1/poll?${query}`, REQUEST_TIMEOUT_MS);
         if (this.#channels.get(channel) !== ch) return; // unsubscribed meanwhile
         this.#release(ch, answer.messages);

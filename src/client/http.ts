@@ -1,5 +1,5 @@
 // The few plain HTTP requests the SDK makes besides its wires: anchoring new channels, fetching a gap,
-// probing whether the server is alive. Errors come back as HeraldError with the server's code.
+// probing whether the server is alive, publishing and reading presence over HTTP. Errors come back as HeraldError with the server's code.
 import { HeraldError } from './errors.js';
 import type { Entry } from './transport.js';
 
@@ -23,11 +23,12 @@ export async function httpError(response: Response): Promise<HeraldError> {
   return new HeraldError(code, message, response.status);
 }
 
-export async function getJson<T>(fetchFn: typeof fetch, url: string, timeoutMs: number): Promise<T> {
+/** A request answered with JSON (GET unless `init` says otherwise); refusals and silence as HeraldError. */
+export async function getJson<T>(fetchFn: typeof fetch, url: string, timeoutMs: number, init?: RequestInit): Promise<T> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
-    const response = await fetchFn(url, { signal: controller.signal });
+    const response = await fetchFn(url, { ...init, signal: controller.signal });
     if (!response.ok) throw await httpError(response);
     return (await response.json()) as T;
   } catch (error) {

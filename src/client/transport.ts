@@ -1,7 +1,7 @@
 // The seam between the client core (client.ts) and its wires (transports/*). A transport only moves
 // entries; the core owns subscriptions, cursors, dedupe, liveness and reconnecting.
 import type { HeraldError } from './errors.js';
-import type { Envelope, EventSourceLike, ResetInfo, TransportName, WebSocketLike } from './types.js';
+import type { Envelope, EventSourceLike, PresenceEvent, ResetInfo, TransportName, WebSocketLike } from './types.js';
 
 /** What one wire delivers: an envelope, or a reset notice (the only entries with `from`). */
 export type Entry = Envelope | ResetInfo;
@@ -26,10 +26,12 @@ export interface Link {
   readonly settings: Settings;
   /** The channels wanted now, in subscription order. */
   channels(): string[];
-  /** Query string of an HTTP subscription to `channels`: `channel`, `cursor` and `since`. */
+  /** Query string of an HTTP subscription to `channels`: `channel`, `cursor`, `since`, `presence`, `token`. */
   query(channels: readonly string[]): string;
-  /** Where one channel resumes (WebSocket subscribes channel by channel). */
-  start(channel: string): { cursor?: string; since?: 'beginning' };
+  /** Where one channel resumes, and whether it wants presence events (WebSocket subscribes channel by channel). */
+  start(channel: string): { cursor?: string; since?: 'beginning'; presence?: true };
+  /** The client token, if any (WebSocket puts it on its URL). */
+  token(): string | undefined;
   /** The wire is open. Silence longer than `deadAfterMs` (any entry or `alive()`) will count as dead. */
   opened(deadAfterMs?: number): void;
   /** A sign of life without an entry (heartbeat, pong). */
@@ -38,6 +40,10 @@ export interface Link {
   receive(entry: Entry, covered: Iterable<string>): void;
   /** A cursor without an entry (a poll answer's), naming every channel of `covered`. */
   cover(cursor: string, covered: Iterable<string>): void;
+  /** A presence event of a subscribed channel. */
+  presence(kind: 'join' | 'leave', event: PresenceEvent): void;
+  /** The server says the token expires: the core gets a fresh one and calls `refresh` (or `update`). */
+  expiring(): void;
   /** The server refused something: one channel's subscription, or (no channel) the request. */
   refused(error: HeraldError, channel?: string): void;
   /** The wire ended or failed by itself; the core decides what comes next. */
@@ -51,6 +57,10 @@ export interface Transport {
   close(): void;
   /** An event name was seen (SSE must listen for each name to receive it). */
   learn?(event: string): void;
+  /** Sends a fresh token on the open wire (WebSocket `refresh` op); without it the core calls `update`. */
+  refresh?(token: string): void;
+  /** A request/reply op on the open wire (WebSocket); rejects with the `error` op as a HeraldError. */
+  request?(frame: Record<string, unknown>): Promise<Record<string, any>>;
 }
 
 export type TransportFactory = (link: Link) => Transport;

@@ -56,6 +56,13 @@ export interface SubscribeOptions<T = unknown> {
   /** The server refused this subscription. */
   onError?(error: HeraldError): void;
   /**
+   * [spec] protocol.md "Presence": someone joined this channel (their first connection) / left it (their
+   * last). Asking for either subscribes with presence events (WebSocket, SSE, stream; long polling gets
+   * none: use `sub.presence()`). Only the channel's first subscription on this client decides.
+   */
+  onJoin?(event: PresenceEvent): void;
+  onLeave?(event: PresenceEvent): void;
+  /**
    * Where a new subscription starts: `'head'` (default, only messages published from now on),
    * `'beginning'` (the oldest retained message), or a cursor from an earlier envelope. Ignored when the
    * channel is already subscribed on this client.
@@ -72,6 +79,35 @@ export interface Subscription {
   readonly ready: Promise<void>;
   /** Stops this subscription; the other subscriptions of the connection are untouched. Idempotent. */
   unsubscribe(): void;
+  /**
+   * Publishes into this channel with the client's token (its `publish` claim must cover the channel):
+   * a `publish` op on an open WebSocket, else `POST /v1/publish`. Rejects with a HeraldError
+   * (`forbidden_publish`, `rate_limited`, `server_gone`…); pass an `idempotencyKey` to retry safely.
+   */
+  publish(data: unknown, options?: { event?: string; idempotencyKey?: string }): Promise<Published>;
+  /** Who is in this channel now, one entry per user (needs a token whose `presence` claim covers it). */
+  presence(): Promise<PresenceMember[]>;
+}
+
+/** [spec] protocol.md "Client publish": the stored message's place in its channel. */
+export interface Published {
+  channel: string;
+  offset: number;
+  epoch: string;
+  /** The idempotency key was seen before: nothing new was stored. */
+  duplicate?: boolean;
+}
+
+export interface PresenceMember {
+  user: string;
+  info?: Record<string, unknown>;
+  connections: number;
+}
+
+export interface PresenceEvent {
+  channel: string;
+  user: string;
+  info?: Record<string, unknown>;
 }
 
 /** The slice of the WebSocket API the SDK uses (browsers', or the `ws` package's in Node). */
@@ -96,6 +132,13 @@ export interface EventSourceLike {
 }
 
 export interface HeraldOptions {
+  /** A client token (a JWT the app's backend signed: protocol.md "Auth"). */
+  token?: string;
+  /**
+   * Returns a fresh token: called before connecting when there is none, when the server says the token
+   * expires (`token_expired`), and when it refuses one with 401. Nothing is lost across a refresh.
+   */
+  getToken?: () => string | Promise<string>;
   /** Transports to try, in order (default: all, in this order). Unavailable ones are skipped. */
   transports?: TransportName[];
   /** Defaults to `globalThis.fetch`. */
@@ -114,4 +157,9 @@ export interface HeraldOptions {
   pollTimeoutS?: number;
   /** A transport that has not opened by then has failed (default 10 s). */
   connectTimeoutMs?: number;
+  /**
+   * Browsers: drop the connection on the page's `offline` event and retry at once on `online` and when
+   * the tab becomes visible again (default true).
+   */
+  watchNetwork?: boolean;
 }

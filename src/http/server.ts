@@ -12,6 +12,7 @@ import type { HttpTransport } from '../transports/transport.js';
 import type { WebSocketTransport } from '../transports/websocket.js';
 import { authorizeBackend } from './auth.js';
 import { ERRORS, HeraldError } from './errors.js';
+import { isDemoPath, serveDemo } from './demo.js';
 import { handleHistory } from './history.js';
 import { handlePresence } from './presence.js';
 import { handlePublish } from './publish.js';
@@ -85,6 +86,7 @@ async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse):
   const transport = deps.httpTransports[path];
   if (transport !== undefined) return transport.handle(req, res, url);
   if (isClientAsset(path)) return serveClientAsset(req, res, path);
+  if (isDemoPath(path)) return serveDemo(req, res);
   switch (path) {
     case '/healthz':
       return sendJson(res, 200, { status: 'ok' });

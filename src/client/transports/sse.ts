@@ -9,7 +9,7 @@ export function sseTransport(link: Link): Transport {
    * message's `event:` is its event name, so each name must be listened for; names seen in any envelope
    * are added, and the core fetches anything missed before a name was known (gap repair).
    */
-  const names = new Set(['message', 'reset']);
+  const names = new Set(['message', 'reset', 'join', 'leave', 'token_expired']);
   let source: EventSourceLike | undefined;
   let listen: (event: { data: string }) => void = () => {};
 
@@ -18,7 +18,12 @@ export function sseTransport(link: Link): Transport {
     const current = new link.settings.EventSource!(`${link.url}/v1/sse?${link.query(channels)}`);
     source = current;
     listen = (event) => {
-      if (source === current) link.receive(JSON.parse(event.data), channels);
+      if (source !== current) return;
+      // [spec] "A message published with the event name join or leave is told apart by its data".
+      const entry = JSON.parse(event.data);
+      if (entry.presence !== undefined) link.presence(entry.presence, entry);
+      else if (entry.code === 'token_expired') link.expiring();
+      else link.receive(entry, channels);
     };
     current.onopen = () => link.opened();
     current.onerror = () => {

@@ -27,7 +27,9 @@ export function streamTransport(link: Link): Transport {
         link.alive();
         for (const line of lines.push(value)) {
           const entry = JSON.parse(line);
-          if (entry.heartbeat !== true) link.receive(entry, channels);
+          if (entry.presence !== undefined) link.presence(entry.presence, entry);
+          else if (entry.notice === 'token_expired') link.expiring();
+          else if (entry.heartbeat !== true) link.receive(entry, channels);
         }
       }
     };

@@ -7,7 +7,9 @@ const OPEN = 1;
 
 export function webSocketTransport(link: Link): Transport {
   const { settings } = link;
-  const ws = new settings.WebSocket!(`${link.url.replace(/^http/, 'ws')}/v1/ws`);
+  // [spec] protocol.md "Where the token goes": `?token=` on the WebSocket URL (browsers set no headers).
+  const token = link.token();
+  const ws = new settings.WebSocket!(`${link.url.replace(/^http/, 'ws')}/v1/ws${token ? `?token=${encodeURIComponent(token)}` : ''}`);
   /** Channels asked for on this socket. */
   const requested = new Set<string>();
   /**
@@ -16,6 +18,9 @@ export function webSocketTransport(link: Link): Transport {
    */
   const confirmed = new Set<string>();
   let pinger: ReturnType<typeof setInterval> | undefined;
+  /** Requests awaiting their reply, by the `id` the server echoes. */
+  const pending = new Map<number, [(frame: Record<string, any>) => void, (error: HeraldError) => void]>();
+  let lastId = 0;
 
   const send = (frame: Record<string, unknown>): void => ws.send(JSON.stringify(frame));
   const sync = (): void => {
@@ -34,6 +39,8 @@ export function webSocketTransport(link: Link): Transport {
   const stop = (): void => {
     clearInterval(pinger);
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    for (const [, reject] of pending.values()) reject(new HeraldError('server_gone', 'The WebSocket closed before the server answered.'));
+    pending.clear();
   };
 
   ws.onopen = () => {
@@ -50,6 +57,12 @@ export function webSocketTransport(link: Link): Transport {
     } catch {
       return link.closed('websocket: a frame is not JSON');
     }
+    const waiter = typeof frame.id === 'number' ? pending.get(frame.id) : undefined;
+    if (waiter !== undefined) {
+      pending.delete(frame.id);
+      link.alive();
+      return frame.op === 'error' ? waiter[1](new HeraldError(frame.code, frame.message)) : waiter[0](frame);
+    }
     switch (frame.op) {
       case 'message':
       case 'reset':
@@ -60,6 +73,13 @@ export function webSocketTransport(link: Link): Transport {
       case 'unsubscribed':
         confirmed.delete(frame.channel);
         return link.alive();
+      case 'join':
+      case 'leave':
+        link.alive();
+        return link.presence(frame.op, frame as any);
+      case 'token_expired':
+        link.alive();
+        return link.expiring();
       case 'error':
         link.alive();
         return link.refused(new HeraldError(frame.code, frame.message), frame.channel);
@@ -83,5 +103,14 @@ export function webSocketTransport(link: Link): Transport {
       stop();
       ws.close(1000);
     },
+    refresh: (fresh) => {
+      if (ws.readyState === OPEN) send({ op: 'refresh', token: fresh });
+    },
+    request: (frame) =>
+      new Promise((resolve, reject) => {
+        if (ws.readyState !== OPEN) return reject(new HeraldError('server_gone', 'The WebSocket is not open.'));
+        pending.set(++lastId, [resolve, reject]);
+        send({ ...frame, id: lastId });
+      }),
   };
 }
