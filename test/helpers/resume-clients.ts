@@ -8,14 +8,9 @@ import { connect, type Socket } from 'node:net';
 import { EventSource } from 'eventsource';
 import WebSocket from 'ws';
 
-export interface Envelope {
-  channel: string;
-  offset: number;
-  epoch: string;
-  event?: string;
-  data: unknown;
-  cursor: string;
-}
+import type { Envelope } from './clients.js';
+
+export type { Envelope };
 
 export interface ResetEntry {
   channel: string;
