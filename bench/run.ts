@@ -227,7 +227,7 @@ async function fanoutCell(target: Target, transport: WireTransport, spec: CellSp
     await publisher.stop();
     if (!server.isRunning) throw new Error(`server exited: ${server.recentStderr}`);
 
-    const expected = publisher.published * connected;
+    const expected = (publisher.published - publisher.failed) * connected;
     await drain(pool, expected);
     const final = await pool.report();
     const elapsedS = (t1 - t0) / 1000;
