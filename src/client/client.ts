@@ -1,24 +1,23 @@
 // The Herald client: one resilient connection carrying every subscription. (The file is client.ts, not
-// herald.ts, because dist/client/herald.js is the bundle's name.) It owns what must survive a
-// reconnect: the channels wanted, the newest cursor naming each, and the last offset delivered on each
-// (the dedupe and gap guard). Transports (transports/*) only move entries through a Link.
+// herald.ts, because dist/client/herald.js is the bundle's name.) It owns the connection's lifecycle:
+// which transport, when to reconnect, tokens, the public API. What must survive a reconnect (cursors,
+// dedupe, gap repair) is channels.ts; transports (transports/*) only move entries through a Link.
 import { backoffMs } from './backoff.js';
 import { HeraldError, isFatal } from './errors.js';
 import { getJson, type PollAnswer } from './http.js';
+import { call, ChannelTable } from './channels.js';
 import { TokenSource } from './token.js';
-import { isAvailable, type Entry, type Link, type Settings, type Transport, type TransportFactory } from './transport.js';
+import { isAvailable, type Link, type Settings, type Transport, type TransportFactory } from './transport.js';
 import { longPollTransport } from './transports/long-poll.js';
 import { sseTransport } from './transports/sse.js';
 import { streamTransport } from './transports/stream.js';
 import { webSocketTransport } from './transports/websocket.js';
 import type {
-  Envelope,
   HeraldEvents,
   HeraldOptions,
   PresenceEvent,
   PresenceMember,
   Published,
-  ResetInfo,
   StateChange,
   SubscribeOptions,
   Subscription,
@@ -39,27 +38,6 @@ const REQUEST_TIMEOUT_MS = 10_000;
 
 type Timer = ReturnType<typeof setTimeout>;
 
-/** What the client knows of one subscribed channel. */
-interface Channel {
-  since: 'head' | 'beginning';
-  handlers: Set<SubscribeOptions<any>>;
-  /** The last message (or reset) delivered: dedupe and gap detection compare against it. */
-  epoch?: string;
-  offset?: number;
-  /** The newest cursor naming this channel, and its sequence number (newer cursors win a merge). */
-  cursor?: string;
-  seq: number;
-  /** The cursor of this channel's own last entry: exact for it, so it can fetch a gap. */
-  own?: string;
-  /** Entries held back while a gap is fetched, with the channels each one's cursor covers. */
-  held?: [Entry, string[]][];
-  ready: Promise<void>;
-  /** Settles `ready`: the start is fixed (a cursor, or `beginning`), or the subscription is over. */
-  settle(): void;
-  /** Subscribed with presence events (a handler of the first subscription has onJoin or onLeave). */
-  hasPresence: boolean;
-}
-
 /** One try at a connection, from `connecting` until it is lost. */
 interface Attempt {
   name: TransportName;
@@ -76,7 +54,7 @@ export class Herald {
   readonly #initialMs: number;
   readonly #maxMs: number;
   readonly #connectTimeoutMs: number;
-  readonly #channels = new Map<string, Channel>();
+  readonly #channels: ChannelTable;
   readonly #listeners: { [K in keyof HeraldEvents]: Set<(event: HeraldEvents[K]) => void> } = {
     state: new Set(),
     error: new Set(),
@@ -88,7 +66,6 @@ export class Herald {
   #state: StateChange = { state: 'disconnected', reason: 'idle' };
   #orderIndex = 0;
   #failures = 0;
-  #seq = 0;
   #lastSeenMs = 0;
   #isClosed = false;
   #isSyncQueued = false;
@@ -122,6 +99,15 @@ export class Herald {
     this.#initialMs = options.backoff?.initialMs ?? 1000;
     this.#maxMs = options.backoff?.maxMs ?? 30_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    this.#channels = new ChannelTable({
+      url: this.#url,
+      fetch: this.#settings.fetch,
+      token: () => this.#token.value,
+      isClosed: () => this.#isClosed,
+      backoffMs: (attempt) => backoffMs(attempt, this.#initialMs, this.#maxMs),
+      learn: (event) => this.#attempt?.transport?.learn?.(event),
+      refused: (error, channel) => this.#refused(error, channel),
+    });
     const wanted = options.transports ?? (Object.keys(FACTORIES) as TransportName[]);
     this.#order = wanted.filter((name) => FACTORIES[name] !== undefined && isAvailable(name, this.#settings));
     if (this.#order.length === 0) {
@@ -182,7 +168,7 @@ export class Herald {
       };
       if (since !== 'head' && since !== 'beginning') {
         ch.cursor = since;
-        ch.seq = ++this.#seq;
+        ch.seq = this.#channels.nextSeq();
       }
       if (since !== 'head') settle();
       this.#channels.set(channel, ch);
@@ -340,7 +326,7 @@ export class Herald {
    */
   async #anchor(): Promise<void> {
     const fetchFn = this.#settings.fetch;
-    const channels = [...this.#channels].filter(([, ch]) => ch.since === 'head' && ch.cursor === undefined).map(([c]) => c);
+    const channels = [...this.#channels.entries()].filter(([, ch]) => ch.since === 'head' && ch.cursor === undefined).map(([c]) => c);
     if (fetchFn === undefined || channels.length === 0) return;
     const anchors: [string[], string][] =
       this.#token.value === undefined
@@ -351,7 +337,7 @@ export class Herald {
               (await this.#http<PollAnswer>(`/v1/history?channel=${encodeURIComponent(c)}&reverse=true&limit=1`)).cursor,
             ]),
           );
-    const seq = ++this.#seq;
+    const seq = this.#channels.nextSeq();
     for (const [covered, cursor] of anchors) {
       for (const channel of covered) {
         const ch = this.#channels.get(channel);
@@ -369,8 +355,8 @@ export class Herald {
     return {
       url: this.#url,
       settings: this.#settings,
-      channels: () => [...this.#channels.keys()],
-      query: (channels) => this.#query(channels),
+      channels: () => this.#channels.names(),
+      query: (channels) => this.#channels.query(channels).toString(),
       start: (channel) => {
         const ch = this.#channels.get(channel);
         const start: { cursor?: string; since?: 'beginning'; presence?: true } = ch?.hasPresence ? { presence: true } : {};
@@ -401,10 +387,10 @@ export class Herald {
       receive: (entry, covered) => {
         if (!isCurrent()) return;
         this.#lastSeenMs = Date.now();
-        this.#receive(entry, covered, false);
+        this.#channels.receive(entry, covered);
       },
       cover: (cursor, covered) => {
-        if (isCurrent()) this.#cover(cursor, covered);
+        if (isCurrent()) this.#channels.cover(cursor, covered);
       },
       refused: (error, channel) => {
         if (isCurrent()) this.#refused(error, channel);
@@ -516,7 +502,6 @@ export class Herald {
     this.#isClosed = true;
     for (const unlisten of this.#unlisten.splice(0)) unlisten();
     this.#drop();
-    for (const ch of this.#channels.values()) ch.settle();
     this.#channels.clear();
     this.#setState(change);
     this.#listeners.state.clear();
@@ -532,111 +517,6 @@ export class Herald {
     for (const listener of this.#listeners[event]) call(() => (listener as (v: HeraldEvents[K]) => void)(value));
   }
 
-  // ---- cursors and delivery ----
-
-  /**
-   * The query of an HTTP subscription. [spec] protocol.md "Cursors": a cursor is base64url segments
-   * joined by "."; joining the newest cursor of each channel, oldest first, resumes every channel from
-   * its newest position (a channel named twice takes its last segment). One cursor when all agree.
-   */
-  #query(channels: readonly string[]): string {
-    const newest = new Map<string, number>();
-    let isFromBeginning = false;
-    for (const channel of channels) {
-      const ch = this.#channels.get(channel);
-      if (ch?.cursor !== undefined) newest.set(ch.cursor, Math.max(newest.get(ch.cursor) ?? 0, ch.seq));
-      else if (ch?.since === 'beginning') isFromBeginning = true;
-    }
-    const params = new URLSearchParams({ channel: channels.join(',') });
-    const cursor = [...newest].sort((a, b) => a[1] - b[1]).map(([c]) => c).join('.');
-    if (cursor !== '') params.set('cursor', cursor);
-    if (isFromBeginning) params.set('since', 'beginning');
-    if (channels.some((c) => this.#channels.get(c)?.hasPresence)) params.set('presence', '1');
-    if (this.#token.value !== undefined) params.set('token', this.#token.value);
-    return params.toString();
-  }
-
-  #cover(cursor: string, covered: Iterable<string>): void {
-    const seq = ++this.#seq;
-    for (const channel of covered) {
-      const ch = this.#channels.get(channel);
-      if (ch === undefined) continue;
-      ch.cursor = cursor;
-      ch.seq = seq;
-      ch.settle();
-    }
-  }
-
-  #receive(entry: Entry, covered: Iterable<string>, isRepair: boolean): void {
-    const { channel } = entry;
-    const ch = this.#channels.get(channel);
-    if (ch === undefined) return; // unsubscribed meanwhile
-    if (ch.held !== undefined) {
-      ch.held.push([entry, [...covered]]);
-      return;
-    }
-    if ('from' in entry) {
-      // [spec] "Gaps are never silent": delivery continues from `from`.
-      ch.epoch = entry.epoch;
-      ch.offset = entry.from - 1;
-      ch.own = entry.cursor;
-      this.#cover(entry.cursor, covered);
-      const info: ResetInfo = { channel, epoch: entry.epoch, from: entry.from, cursor: entry.cursor };
-      if (entry.missed !== undefined) info.missed = entry.missed;
-      for (const handler of ch.handlers) if (handler.onReset) call(() => handler.onReset!(info));
-      return;
-    }
-    const last = ch.epoch === entry.epoch ? ch.offset : undefined;
-    // The last guard against duplicates: replays after a reconnect, overlapping wires, a repaired gap.
-    if (last !== undefined && entry.offset <= last) return;
-    // Offsets have no gaps within an epoch, and a gap the server knows of comes with a reset: this one
-    // was lost on the way (an SSE event name nobody listened for). Fetch it before going on.
-    if (last !== undefined && entry.offset > last + 1 && !isRepair && ch.own !== undefined) {
-      ch.held = [[entry, [...covered]]];
-      void this.#repair(channel, ch, entry.offset - last - 1);
-      return;
-    }
-    ch.epoch = entry.epoch;
-    ch.offset = entry.offset;
-    ch.own = entry.cursor;
-    this.#cover(entry.cursor, covered);
-    if (entry.event !== undefined) this.#attempt?.transport?.learn?.(entry.event);
-    const message: Envelope = { channel, offset: entry.offset, epoch: entry.epoch, data: entry.data, cursor: entry.cursor };
-    if (entry.event !== undefined) message.event = entry.event;
-    for (const handler of ch.handlers) call(() => handler.onMessage(message));
-  }
-
-  /** Fetches the `missing` entries after the channel's own cursor, then lets the held ones through. */
-  async #repair(channel: string, ch: Channel, missing: number): Promise<void> {
-    for (let attempt = 0; !this.#isClosed && this.#channels.get(channel) === ch; attempt++) {
-      try {
-        const query = new URLSearchParams({ channel, cursor: ch.own!, timeout: '0', limit: String(Math.min(missing, 1000)) });
-        if (this.#token.value !== undefined) query.set('token', this.#token.value);
-        const answer = await getJson<PollAnswer>(this.#settings.fetch!, `${this.#url}/v1/poll?${query}`, REQUEST_TIMEOUT_MS);
-        if (this.#channels.get(channel) !== ch) return; // unsubscribed meanwhile
-        this.#release(ch, answer.messages);
-        return;
-      } catch (error) {
-        if (isFatal(error)) {
-          this.#refused(error as HeraldError, channel);
-          this.#release(ch, []);
-          return;
-        }
-        await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, this.#initialMs, this.#maxMs)));
-      }
-    }
-  }
-
-  #release(ch: Channel, repaired: Entry[]): void {
-    const held = ch.held ?? [];
-    ch.held = undefined;
-    for (const entry of repaired) this.#receive(entry, [entry.channel], true);
-    // Held entries pass the guard again, so a later gap behind this one is fetched too; if the server
-    // had nothing to fill this gap with, the gap is its own (it would have sent a reset): let them pass.
-    const isRepair = repaired.length === 0;
-    for (const [entry, covered] of held) this.#receive(entry, covered, isRepair);
-  }
-
   #refused(error: HeraldError, channel?: string): void {
     const ch = channel === undefined ? undefined : this.#channels.get(channel);
     const handlers = ch === undefined ? [] : [...ch.handlers].filter((h) => h.onError !== undefined);
@@ -648,16 +528,5 @@ export class Herald {
       this.#channels.delete(channel!);
       this.#sync();
     }
-  }
-}
-
-/** Runs application code; its exception is rethrown on its own, never breaking delivery to the rest. */
-function call(fn: () => void): void {
-  try {
-    fn();
-  } catch (error) {
-    queueMicrotask(() => {
-      throw error;
-    });
   }
 }

@@ -1,19 +1,4 @@
 // Herald client SDK: `import { Herald } from '…/herald.js'`. No runtime dependencies, no `node:` imports.
 export { Herald } from './client.js';
 export { HeraldError } from './errors.js';
-export type {
-  ConnectionState,
-  Envelope,
-  EventSourceLike,
-  HeraldEvents,
-  HeraldOptions,
-  PresenceEvent,
-  PresenceMember,
-  Published,
-  ResetInfo,
-  StateChange,
-  SubscribeOptions,
-  Subscription,
-  TransportName,
-  WebSocketLike,
-} from './types.js';
+export type * from './types.js';
