@@ -98,6 +98,26 @@ class SessionState {
     this.#isSettled = true;
     this.#settle(this.isClosed ? { kind: 'closed' } : end);
   }
+
+  /** Settles with the end `run` reaches (or its error). */
+  follow(run: Promise<SessionEnd>): void {
+    run.then(
+      (end) => this.settle(end),
+      (error: unknown) => this.settle({ kind: 'error', error }),
+    );
+  }
+
+  /** The session's handle: close() stops the wire with `stop` and settles as closed. */
+  handle(stop: () => void): Session {
+    return {
+      ended: this.ended,
+      close: () => {
+        this.isClosed = true;
+        stop();
+        this.settle({ kind: 'closed' });
+      },
+    };
+  }
 }
 
 function openSse(options: SessionOptions): Session {
@@ -127,14 +147,7 @@ function openSse(options: SessionOptions): Session {
       state.settle({ kind: 'protocol', detail: `SSE answered ${event.code}: ${event.message ?? ''}` });
     } else state.settle({ kind: 'error', error: new Error(`SSE error: ${event.message ?? 'connection lost'}`) });
   };
-  return {
-    ended: state.ended,
-    close() {
-      state.isClosed = true;
-      es.close();
-      state.settle({ kind: 'closed' });
-    },
-  };
+  return state.handle(() => es.close());
 }
 
 function openWebSocket(options: SessionOptions): Session {
@@ -163,14 +176,7 @@ function openWebSocket(options: SessionOptions): Session {
   });
   ws.on('error', (error) => state.settle({ kind: 'error', error }));
   ws.on('close', (code, reason) => state.settle({ kind: 'error', error: new Error(`WebSocket closed ${code} ${reason.toString()}`) }));
-  return {
-    ended: state.ended,
-    close() {
-      state.isClosed = true;
-      ws.terminate();
-      state.settle({ kind: 'closed' });
-    },
-  };
+  return state.handle(() => ws.terminate());
 }
 
 function openPoll(options: SessionOptions, mode: { timeoutS: number; callback?: string }): Session {
@@ -203,18 +209,8 @@ function openPoll(options: SessionOptions, mode: { timeoutS: number; callback?: 
     }
     return { kind: 'closed' };
   };
-  run().then(
-    (end) => state.settle(end),
-    (error: unknown) => state.settle({ kind: 'error', error }),
-  );
-  return {
-    ended: state.ended,
-    close() {
-      state.isClosed = true;
-      controller.abort();
-      state.settle({ kind: 'closed' });
-    },
-  };
+  state.follow(run());
+  return state.handle(() => controller.abort());
 }
 
 /** The JSON inside a JSONP answer `/**\/cb(...);`. */
@@ -278,18 +274,8 @@ function openStream(options: SessionOptions, kind: 'stream' | 'iframe'): Session
     }
     return { kind: 'error', error: new Error(`${kind} response ended`) };
   };
-  run().then(
-    (end) => state.settle(end),
-    (error: unknown) => state.settle({ kind: 'error', error }),
-  );
-  return {
-    ended: state.ended,
-    close() {
-      state.isClosed = true;
-      controller.abort();
-      state.settle({ kind: 'closed' });
-    },
-  };
+  state.follow(run());
+  return state.handle(() => controller.abort());
 }
 
 // ---------------------------------------------------------------------------------------------------
