@@ -282,13 +282,7 @@ export class Herald {
       if (this.#retryTimer === undefined) await this.#connect();
       return;
     }
-    try {
-      await this.#anchor();
-    } catch (error) {
-      this.#lost(attempt, 'server unreachable', error);
-      return;
-    }
-    if (this.#attempt === attempt) attempt.transport?.update();
+    if (await this.#anchorFor(attempt)) attempt.transport?.update();
   }
 
   async #connect(): Promise<void> {
@@ -302,19 +296,24 @@ export class Herald {
       this.#lost(attempt, `getToken() failed: ${(error as Error).message}`);
       return;
     }
-    try {
-      await this.#anchor();
-    } catch (error) {
-      this.#lost(attempt, 'server unreachable', error);
-      return;
-    }
-    if (this.#attempt !== attempt) return;
+    if (!(await this.#anchorFor(attempt))) return;
     attempt.openTimer = setTimeout(() => this.#lost(attempt, `${name} did not open within ${this.#connectTimeoutMs} ms`), this.#connectTimeoutMs);
     try {
       attempt.transport = FACTORIES[name](this.#link(attempt));
     } catch (error) {
       this.#lost(attempt, `${name} failed to start: ${(error as Error).message}`, error);
     }
+  }
+
+  /** Anchors new channels for `attempt`; false when the attempt is lost or over meanwhile. */
+  async #anchorFor(attempt: Attempt): Promise<boolean> {
+    try {
+      await this.#anchor();
+    } catch (error) {
+      this.#lost(attempt, 'server unreachable', error);
+      return false;
+    }
+    return this.#attempt === attempt;
   }
 
   /**
