@@ -43,6 +43,13 @@ export interface Config {
   clientPublishRate: number;
   /** How long a polling client stays present after its last poll (held time excluded). */
   presenceTimeoutMs: number;
+  /** How long a listen session lives after its stream closed or its last poll or POST. */
+  sessionIdleMs: number;
+  /**
+   * Serve /demo and its token issuer (POST /demo/token, src/auth/demo-tokens.ts). Undefined: only when
+   * no token verification is configured (open mode).
+   */
+  demo: boolean | undefined;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -70,6 +77,8 @@ export const DEFAULT_CONFIG: Config = {
   tokenGraceMs: 30_000,
   clientPublishRate: 20,
   presenceTimeoutMs: 30_000,
+  sessionIdleMs: 60_000,
+  demo: undefined,
 };
 
 /** Parses "90", "90s", "15m", "24h", "7d", "500ms" into milliseconds. */

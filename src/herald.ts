@@ -17,6 +17,7 @@ import { HttpStreamTransport } from './transports/http-stream.js';
 import { IframeTransport } from './transports/iframe.js';
 import { LongPollTransport } from './transports/long-poll.js';
 import { SseTransport } from './transports/sse.js';
+import { SessionRegistry } from './transports/sessions.js';
 import type { Transport, TransportContext } from './transports/transport.js';
 import { WebSocketTransport } from './transports/websocket.js';
 
@@ -51,7 +52,8 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
   const hub = new Hub(store, broker, counters);
   const presence = new MemoryPresence();
   const presenceFanOut = new PresenceFanOut(presence);
-  const ctx: TransportContext = { hub, config, counters, logger: log, auth, expiry, presence, presenceFanOut };
+  const sessions = new SessionRegistry(presenceFanOut, config.sessionIdleMs, counters);
+  const ctx: TransportContext = { hub, config, counters, logger: log, auth, expiry, presence, presenceFanOut, sessions };
   const httpTransports = {
     '/v1/sse': new SseTransport(ctx),
     '/v1/stream': new HttpStreamTransport(ctx),
@@ -62,7 +64,7 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
   const transports: Transport[] = [...Object.values(httpTransports), websocket];
   const registry = createRegistry(counters, () => hub.subscriptionCount);
   const clientLimiter = new RateLimiter(config.clientPublishRate);
-  const server = createEdge({ config, hub, counters, registry, logger: log, httpTransports, websocket, auth, clientLimiter, presence });
+  const server = createEdge({ config, hub, counters, registry, logger: log, httpTransports, websocket, auth, clientLimiter, presence, sessions });
 
   let lastRetentionSweepMs = Date.now();
   let lastPresenceSweepMs = Date.now();
@@ -70,6 +72,7 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
     const nowMs = Date.now();
     for (const transport of transports) transport.tick(nowMs);
     expiry.tick(nowMs);
+    sessions.tick(nowMs);
     if (nowMs - lastPresenceSweepMs >= PRESENCE_SWEEP_MS) {
       lastPresenceSweepMs = nowMs;
       presence.sweep(nowMs);
@@ -103,6 +106,7 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
       closing ??= (async () => {
         clearInterval(sweep);
         for (const transport of transports) transport.closeAll();
+        sessions.closeAll();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();

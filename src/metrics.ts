@@ -16,6 +16,8 @@ export class Counters {
   slowConsumerCuts = perTransport();
   published = 0;
   resets = 0;
+  /** Live soft sessions of the HTTP listen transports (src/transports/sessions.ts). */
+  sessions = 0;
 }
 
 export function createRegistry(counters: Counters, subscriptions: () => number): Registry {
@@ -36,6 +38,14 @@ export function createRegistry(counters: Counters, subscriptions: () => number):
     registers: [registry],
     collect() {
       this.set(subscriptions());
+    },
+  });
+  new Gauge({
+    name: 'herald_sessions',
+    help: 'Live sessions of the HTTP listen transports on this node.',
+    registers: [registry],
+    collect() {
+      this.set(counters.sessions);
     },
   });
   monotonic(registry, 'herald_messages_published_total', 'Messages accepted into the store.', () => counters.published);

@@ -20,6 +20,8 @@ export class Access {
   readonly #channels: ChannelPolicy;
   readonly #publish: ChannelPolicy;
   readonly #presence: ChannelPolicy;
+  /** An upper bound on everything above (a demo token's demo:*); undefined when there is none. */
+  readonly #ceiling: ChannelPolicy | undefined;
 
   private constructor(fields: {
     sub?: string;
@@ -30,6 +32,7 @@ export class Access {
     channels?: ChannelPolicy;
     publish?: ChannelPolicy;
     presence?: ChannelPolicy;
+    ceiling?: ChannelPolicy;
   }) {
     this.sub = fields.sub;
     this.isBackend = fields.isBackend ?? false;
@@ -39,6 +42,7 @@ export class Access {
     this.#channels = fields.channels ?? ChannelPolicy.NONE;
     this.#publish = fields.publish ?? ChannelPolicy.NONE;
     this.#presence = fields.presence ?? ChannelPolicy.NONE;
+    this.#ceiling = fields.ceiling;
   }
 
   static backend(): Access {
@@ -49,9 +53,12 @@ export class Access {
     return new Access({ anonymous });
   }
 
-  /** A token's rights, plus the anonymous channels everyone has. */
-  static fromClaims(claims: TokenClaims, anonymous: ChannelPolicy): Access {
-    return new Access({ ...claims, anonymous });
+  /**
+   * A token's rights, plus the anonymous channels everyone has; with a `ceiling`, all of them (anonymous
+   * channels included) only within it, whatever the claims say.
+   */
+  static fromClaims(claims: TokenClaims, anonymous: ChannelPolicy, ceiling?: ChannelPolicy): Access {
+    return new Access({ ...claims, anonymous, ceiling });
   }
 
   get hasToken(): boolean {
@@ -59,16 +66,26 @@ export class Access {
   }
 
   canSubscribe(channel: string): boolean {
-    return this.#anonymous.matches(channel) || this.#channels.matches(channel);
+    return this.#isUnderCeiling(channel) && (this.#anonymous.matches(channel) || this.#channels.matches(channel));
   }
 
   canPublish(channel: string): boolean {
-    return this.#publish.matches(channel);
+    return this.#isUnderCeiling(channel) && this.#publish.matches(channel);
   }
 
   /** Whether this client shows in the channel's presence (a token's `presence` claim covers it). */
   canShowPresence(channel: string): boolean {
-    return this.sub !== undefined && this.#presence.matches(channel);
+    return this.sub !== undefined && this.#isUnderCeiling(channel) && this.#presence.matches(channel);
+  }
+
+  #isUnderCeiling(channel: string): boolean {
+    return this.#ceiling === undefined || this.#ceiling.matches(channel);
+  }
+
+  /** Why `channel` is refused when the ceiling is the reason; undefined when it is not. */
+  #beyondCeiling(channel: string): string | undefined {
+    if (this.#isUnderCeiling(channel)) return undefined;
+    return `This token reaches ${this.#ceiling!.patterns.join(', ')} only, not ${JSON.stringify(channel)}.`;
   }
 
   /** Whether this client may see the channel's presence (list and join/leave events). */
@@ -87,7 +104,7 @@ export class Access {
     throw new HeraldError(
       'forbidden_channel',
       this.hasToken
-        ? `The token's channels claim does not cover ${JSON.stringify(channel)}.`
+        ? (this.#beyondCeiling(channel) ?? `The token's channels claim does not cover ${JSON.stringify(channel)}.`)
         : `${JSON.stringify(channel)} is not an anonymous channel; a token is required.`,
     );
   }
@@ -97,7 +114,7 @@ export class Access {
     throw new HeraldError(
       'forbidden_publish',
       this.hasToken
-        ? `The token's publish claim does not cover ${JSON.stringify(channel)}.`
+        ? (this.#beyondCeiling(channel) ?? `The token's publish claim does not cover ${JSON.stringify(channel)}.`)
         : `Publishing into ${JSON.stringify(channel)} needs a token whose publish claim covers it.`,
     );
   }

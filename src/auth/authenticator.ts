@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config.js';
 import { HeraldError } from '../http/errors.js';
 import { Access } from './access.js';
+import { DEMO_CHANNELS, DemoTokens, isDemoEnabled } from './demo-tokens.js';
 import { ChannelPolicy } from './policy.js';
 import { TokenVerifier } from './token.js';
 
@@ -14,11 +15,15 @@ import { TokenVerifier } from './token.js';
  *   and JSONP cannot set headers);
  * - a `{"op":"auth","token"}` frame on WebSocket.
  * The publish key is only taken from the header, never from a URL (URLs end up in logs).
+ * Demo tokens (src/auth/demo-tokens.ts), when the demo is on, are accepted beside the configured ones,
+ * and their Access never reaches beyond demo:*.
  */
 export class Authenticator {
   readonly verifier: TokenVerifier | undefined;
   readonly anonymousPolicy: ChannelPolicy;
   readonly anonymous: Access;
+  /** The demo token issuer; undefined when the demo is off (then /demo and /demo/token are 404). */
+  readonly demo: DemoTokens | undefined;
   readonly #publishKeyDigest: Buffer | undefined;
 
   constructor(config: Config) {
@@ -26,6 +31,7 @@ export class Authenticator {
     const patterns = config.anonymousChannels ?? (this.verifier === undefined ? ['*'] : []);
     this.anonymousPolicy = new ChannelPolicy(patterns);
     this.anonymous = Access.anonymous(this.anonymousPolicy);
+    this.demo = isDemoEnabled(config) ? new DemoTokens() : undefined;
     this.#publishKeyDigest = config.publishKey === undefined ? undefined : digest(config.publishKey);
   }
 
@@ -34,8 +40,19 @@ export class Authenticator {
     return this.#publishKeyDigest !== undefined && timingSafeEqual(digest(secret), this.#publishKeyDigest);
   }
 
+  /**
+   * Whether a bearer that is not the publish key is a client token on POST /v1/publish: any when tokens
+   * are configured; in open mode only a demo token (else loopback publishers keep working as before).
+   */
+  isClientToken(bearer: string): boolean {
+    return this.verifier !== undefined || this.demo?.isDemoToken(bearer) === true;
+  }
+
   /** Verifies a client token; rejects with token_invalid, token_expired or auth_unavailable. */
   async fromToken(token: string): Promise<Access> {
+    if (this.demo?.isDemoToken(token) === true) {
+      return Access.fromClaims(await this.demo.verify(token), this.anonymousPolicy, DEMO_CHANNELS);
+    }
     if (this.verifier === undefined) {
       throw new HeraldError('token_invalid', 'This server is not configured to verify tokens (--token-secret, --token-public-key or --token-jwks).');
     }

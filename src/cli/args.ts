@@ -37,6 +37,11 @@ Client tokens (JWT; see docs/protocol.md "Auth"):
   --client-publish-rate N client publishes per second per connection (default ${DEFAULT_CONFIG.clientPublishRate})
   --presence-timeout DURATION
                           how long a polling client stays in presence after its last poll (default 30s)
+  --session-idle DURATION how long a listen session (POST /v1/session/{id}) lives after its stream
+                          closed or its last poll or POST (default 60s)
+  --demo, --no-demo       serve the /demo page and its token issuer POST /demo/token (tokens for demo:*
+                          only, signed with a key made at startup). Default: on when no token option is
+                          set, off when one is
   -h, --help              show this help
 `;
 
@@ -62,10 +67,13 @@ const OPTIONS = {
   'anonymous-channels': { type: 'string', multiple: true },
   'client-publish-rate': { type: 'string' },
   'presence-timeout': { type: 'string' },
+  'session-idle': { type: 'string' },
+  demo: { type: 'boolean' },
+  'no-demo': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-type OptionName = Exclude<keyof typeof OPTIONS, 'help' | 'anonymous-channels'>;
+type OptionName = Exclude<keyof typeof OPTIONS, 'help' | 'anonymous-channels' | 'demo' | 'no-demo'>;
 
 function positiveInteger(text: string, name: string, allowZero = false): number {
   const n = Number(text);
@@ -132,6 +140,11 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv): Partial<
     if (ms < 1000) throw new Error('--presence-timeout must be at least 1s');
     return ms;
   });
+  set('session-idle', 'sessionIdleMs', (t) => {
+    const ms = parseDurationMs(t);
+    if (ms < 1) throw new Error('--session-idle must be at least 1ms');
+    return ms;
+  });
   const anonymous = values['anonymous-channels'] ?? (env.HERALD_ANONYMOUS_CHANNELS === undefined ? undefined : [env.HERALD_ANONYMOUS_CHANNELS]);
   if (anonymous !== undefined) {
     const patterns = anonymous.flatMap(parsePatternList);
@@ -142,7 +155,19 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv): Partial<
   if (config.tokenPublicKey !== undefined && config.tokenJwksUrl !== undefined) {
     throw new Error('--token-public-key and --token-jwks cannot both be set');
   }
+  const demo = readDemo(values.demo, values['no-demo'], env.HERALD_DEMO);
+  if (demo !== undefined) config.demo = demo;
   return config;
+}
+
+/** --demo / --no-demo, else HERALD_DEMO (true/false/1/0); undefined leaves it to the token options. */
+function readDemo(on: boolean | undefined, off: boolean | undefined, env: string | undefined): boolean | undefined {
+  if (on && off) throw new Error('give --demo or --no-demo, not both');
+  if (on || off) return on === true;
+  if (env === undefined) return undefined;
+  if (/^(1|true)$/i.test(env)) return true;
+  if (/^(0|false)$/i.test(env)) return false;
+  throw new Error(`HERALD_DEMO is true or false, got ${JSON.stringify(env)}`);
 }
 
 /** A PEM given inline, or the path of a file holding one. */

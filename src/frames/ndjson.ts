@@ -3,6 +3,7 @@ import type { ResetNotice } from '../hub/hub.js';
 import { defineFormat } from '../hub/message.js';
 import type { PresenceEvent } from '../presence/fan-out.js';
 import { resetJson } from './reset.js';
+import { sessionChangeJson, sessionJson } from './session.js';
 
 export const NDJSON_MESSAGE = defineFormat((message, cursor) => Buffer.from(`${message.envelope(cursor)}\n`));
 
@@ -24,4 +25,14 @@ export function ndjsonPresenceJson(event: PresenceEvent): string {
 
 export function ndjsonPresence(event: PresenceEvent): Buffer {
   return Buffer.from(`${ndjsonPresenceJson(event)}\n`);
+}
+
+/** The session the stream belongs to: its first line. */
+export function ndjsonSession(id: string): Buffer {
+  return Buffer.from(`${sessionJson(id)}\n`);
+}
+
+/** Where a POST /v1/session/{id} changed the stream's channels. */
+export function ndjsonSessionChange(subscribed: readonly string[], unsubscribed: readonly string[], cursor: string): Buffer {
+  return Buffer.from(`${sessionChangeJson(subscribed, unsubscribed, cursor)}\n`);
 }

@@ -5,6 +5,7 @@ import type { ResetNotice } from '../hub/hub.js';
 import { defineFormat } from '../hub/message.js';
 import type { PresenceEvent } from '../presence/fan-out.js';
 import { resetJson } from './reset.js';
+import { sessionChangeJson, sessionJson } from './session.js';
 
 export const SSE_MESSAGE = defineFormat((message, cursor) =>
   Buffer.from(`id: ${cursor}\nevent: ${message.event ?? 'message'}\ndata: ${message.envelope(cursor)}\n\n`),
@@ -37,4 +38,17 @@ export function sseTokenExpired(graceMs: number): Buffer {
  */
 export function ssePresence(event: PresenceEvent): Buffer {
   return Buffer.from(`event: ${event.kind}\ndata: {"presence":"${event.kind}",${event.jsonTail}\n\n`);
+}
+
+/** The session the stream belongs to: `event: session`, no id (the last event ID stays the cursor). */
+export function sseSession(id: string): Buffer {
+  return Buffer.from(`event: session\ndata: ${sessionJson(id)}\n\n`);
+}
+
+/**
+ * Where a POST /v1/session/{id} changed the stream's channels: `event: subscribed`, and `id:` = the
+ * stream's cursor from here on, so EventSource's Last-Event-ID names the new channels too.
+ */
+export function sseSessionChange(subscribed: readonly string[], unsubscribed: readonly string[], cursor: string): Buffer {
+  return Buffer.from(`event: subscribed\ndata: ${sessionChangeJson(subscribed, unsubscribed, cursor)}\nid: ${cursor}\n\n`);
 }

@@ -35,6 +35,7 @@ export const ERRORS = {
   forbidden_publish: { status: 403, message: "This token's publish claim does not cover this channel." },
   origin_forbidden: { status: 403, message: 'This Origin is not in the allow-list.' },
   not_found: { status: 404, message: 'No such endpoint.' },
+  session_not_found: { status: 404, message: "No such session on this node (unknown, expired, or another client's); listen again with your channels and cursor." },
   method_not_allowed: { status: 405, message: 'This endpoint does not take this method.' },
   not_acceptable: { status: 406, message: 'This endpoint answers text/event-stream only.' },
   payload_too_large: { status: 413, message: 'The body is larger than the configured limit.' },

@@ -8,14 +8,16 @@ import type { Config } from '../config.js';
 import type { Presence } from '../presence/presence.js';
 import type { Hub } from '../hub/hub.js';
 import type { Counters } from '../metrics.js';
+import type { SessionRegistry } from '../transports/sessions.js';
 import type { HttpTransport } from '../transports/transport.js';
 import type { WebSocketTransport } from '../transports/websocket.js';
 import { authorizeBackend } from './auth.js';
 import { ERRORS, HeraldError } from './errors.js';
-import { isDemoPath, serveDemo } from './demo.js';
+import { DEMO_TOKEN_PATH, DemoTokenEndpoint, isDemoPath, serveDemo } from './demo.js';
 import { handleHistory } from './history.js';
 import { handlePresence } from './presence.js';
 import { handlePublish } from './publish.js';
+import { SESSION_PATH_PREFIX, handleSessionChange } from './session.js';
 import { sendError, sendJson } from './respond.js';
 import { isClientAsset, serveClientAsset } from './static-client.js';
 
@@ -31,6 +33,8 @@ export interface EdgeDeps {
   /** Rate limits of client publishes over HTTP, by user. */
   clientLimiter: RateLimiter;
   presence: Presence;
+  /** Listen sessions, changed by POST /v1/session/{id}. */
+  sessions: SessionRegistry;
 }
 
 const PREFLIGHT_HEADERS = {
@@ -42,8 +46,9 @@ const PREFLIGHT_HEADERS = {
 /** The HTTP edge: routing, CORS, and turning errors into responses. No message logic lives here. */
 export function createEdge(deps: EdgeDeps): Server {
   const { logger } = deps;
+  const demoTokens = deps.auth.demo === undefined ? undefined : new DemoTokenEndpoint(deps.auth.demo);
   const server = createServer((req, res) => {
-    route(deps, req, res).catch((err: unknown) => fail(res, err, logger));
+    route(deps, req, res, demoTokens).catch((err: unknown) => fail(res, err, logger));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     upgrade(deps, req, socket, head).catch((err: unknown) => refuseUpgrade(socket, err, logger));
@@ -69,7 +74,8 @@ function refuseUpgrade(socket: Duplex, err: unknown, logger: Logger): void {
   );
 }
 
-async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** `demoTokens`: undefined when the demo is off, and then /demo and /demo/token are 404. */
+async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse, demoTokens: DemoTokenEndpoint | undefined): Promise<void> {
   const { config, hub } = deps;
   const url = new URL(req.url ?? '/', 'http://herald');
   applyCors(config, req, res);
@@ -82,11 +88,20 @@ async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse):
     requireMethod(req, 'POST');
     return handlePublish(req, res, { hub, auth: deps.auth, publishKey: config.publishKey, maxBodyBytes: config.maxBodyBytes, clientLimiter: deps.clientLimiter });
   }
+  if (path === DEMO_TOKEN_PATH) {
+    if (demoTokens === undefined) throw new HeraldError('not_found');
+    requireMethod(req, 'POST');
+    return demoTokens.handle(req, res);
+  }
+  if (path.startsWith(SESSION_PATH_PREFIX)) {
+    requireMethod(req, 'POST');
+    return handleSessionChange(req, res, url, { hub, auth: deps.auth, sessions: deps.sessions, maxBodyBytes: config.maxBodyBytes });
+  }
   requireMethod(req, 'GET', 'HEAD');
   const transport = deps.httpTransports[path];
   if (transport !== undefined) return transport.handle(req, res, url);
   if (isClientAsset(path)) return serveClientAsset(req, res, path);
-  if (isDemoPath(path)) return serveDemo(req, res);
+  if (isDemoPath(path) && demoTokens !== undefined) return serveDemo(req, res);
   switch (path) {
     case '/healthz':
       return sendJson(res, 200, { status: 'ok' });

@@ -2,7 +2,7 @@ import type { Access } from '../auth/access.js';
 import type { Expiring } from '../auth/expiry.js';
 import type { ErrorCode } from '../http/errors.js';
 import { SubscriptionCursor } from '../hub/cursor.js';
-import type { ResetNotice, StartAt, Subscriber } from '../hub/hub.js';
+import type { ResetNotice, ResolvedStart, StartAt, Subscriber } from '../hub/hub.js';
 import type { FrameFormat, Message } from '../hub/message.js';
 import type { TransportName } from '../metrics.js';
 import type { PresenceEvent, PresenceListener } from '../presence/fan-out.js';
@@ -151,14 +151,18 @@ export abstract class Connection implements Subscriber, Expiring, PresenceListen
    * dropped before its first message resumes from it instead of from a later head.
    */
   subscribe(starts: ReadonlyMap<string, StartAt>, subscribedFrame?: (cursor: string) => Buffer): void {
-    const resets = new Map<string, ResetNotice>();
-    for (const [channel, start] of starts) {
-      const { position, reset } = this.ctx.hub.resolve(channel, start);
-      this.cursor.set(channel, position);
-      if (reset !== undefined) resets.set(channel, reset);
-    }
+    const resolved = new Map<string, ResolvedStart>();
+    for (const [channel, start] of starts) resolved.set(channel, this.ctx.hub.resolve(channel, start));
+    this.subscribeResolved(resolved, subscribedFrame);
+  }
+
+  /** `subscribe`, for starts the caller already resolved (a session change answers with their positions). */
+  subscribeResolved(starts: ReadonlyMap<string, ResolvedStart>, subscribedFrame?: (cursor: string) => Buffer): void {
+    for (const [channel, { position }] of starts) this.cursor.set(channel, position);
     if (subscribedFrame !== undefined) this.write(subscribedFrame(this.cursor.toString()));
-    for (const reset of resets.values()) this.write(this.resetFrame(reset, this.cursor.toString()));
+    for (const { reset } of starts.values()) {
+      if (reset !== undefined) this.write(this.resetFrame(reset, this.cursor.toString()));
+    }
     this.#replaying.push(...starts.keys());
     this.#replay();
   }

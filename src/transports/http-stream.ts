@@ -1,4 +1,4 @@
-import { NDJSON_HEARTBEAT, NDJSON_MESSAGE, ndjsonPresence, ndjsonReset, ndjsonTokenExpired } from '../frames/ndjson.js';
+import { NDJSON_HEARTBEAT, NDJSON_MESSAGE, ndjsonPresence, ndjsonReset, ndjsonSession, ndjsonSessionChange, ndjsonTokenExpired } from '../frames/ndjson.js';
 import { StreamingTransport, type StreamWire } from './streaming.js';
 
 const WIRE: StreamWire = {
@@ -8,6 +8,8 @@ const WIRE: StreamWire = {
   resetFrame: ndjsonReset,
   tokenExpiredFrame: ndjsonTokenExpired,
   presenceFrame: (event) => event.frame('ndjson', ndjsonPresence),
+  sessionFrame: ndjsonSession,
+  sessionChangeFrame: ndjsonSessionChange,
   heartbeat: NDJSON_HEARTBEAT,
 };
 

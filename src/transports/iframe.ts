@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { scriptSafeJson, validateCallback } from '../frames/script.js';
 import { ndjsonPresenceJson } from '../frames/ndjson.js';
 import { resetJson } from '../frames/reset.js';
+import { sessionChangeJson, sessionJson } from '../frames/session.js';
 import type { ResetNotice } from '../hub/hub.js';
 import { defineFormat, type FrameFormat } from '../hub/message.js';
 import { StreamingTransport, type StreamWire } from './streaming.js';
@@ -32,6 +33,8 @@ export class IframeTransport extends StreamingTransport {
       resetFrame: (notice: ResetNotice, cursor: string) => Buffer.from(call(resetJson(notice, cursor, '{"reset":true,'))),
       tokenExpiredFrame: (graceMs: number) => Buffer.from(call(`{"notice":"token_expired","graceMs":${graceMs}}`)),
       presenceFrame: (event) => event.frame(`iframe:${callback}`, (e) => Buffer.from(call(ndjsonPresenceJson(e)))),
+      sessionFrame: (id) => Buffer.from(call(sessionJson(id))),
+      sessionChangeFrame: (subscribed, unsubscribed, cursor) => Buffer.from(call(sessionChangeJson(subscribed, unsubscribed, cursor))),
       heartbeat: HEARTBEAT,
     };
   }

@@ -4,9 +4,10 @@ import { resetJson } from '../frames/reset.js';
 import { HeraldError } from '../http/errors.js';
 import type { Access } from '../auth/access.js';
 import { SubscriptionCursor } from '../hub/cursor.js';
-import type { ResetNotice, Subscriber } from '../hub/hub.js';
+import type { ResetNotice, StartAt, Subscriber } from '../hub/hub.js';
 import type { Message } from '../hub/message.js';
-import { parseSubscribeRequest } from './subscribe-request.js';
+import type { HeldPoll, Session } from './sessions.js';
+import { parseListenRequest, parsePresenceFlag, sessionParam } from './subscribe-request.js';
 import type { HttpTransport, TransportContext } from './transport.js';
 
 const MAX_TIMEOUT_S = 120;
@@ -23,6 +24,8 @@ interface PollRequest {
 
 /** An answer encoded once, with its headers, for every poll that gets the same bytes. */
 interface EncodedAnswer {
+  /** The JSON answer, before JSONP wraps it (a session poll's answer is this plus the session's fields). */
+  body: string;
   bytes: Buffer;
   headers: Record<string, string | number>;
   messageCount: number;
@@ -35,6 +38,8 @@ interface Waiter {
   res: ServerResponse;
   group: WaitGroup;
   deadlineBucket: number;
+  /** The session of a poll made with `session=`, and the handle it answers the poll through. */
+  session?: { session: Session; poll: HeldPoll };
 }
 
 /**
@@ -81,19 +86,29 @@ export class LongPollTransport implements HttpTransport {
     const timeoutS = parseTimeout(params.get('timeout'));
     const limit = parseLimit(params.get('limit'), this.#ctx.config.pollBatchLimit);
     const callback = params.has('callback') ? validateCallback(params.get('callback')) : undefined;
-    const starts = parseSubscribeRequest(params);
+    const sessionId = sessionParam(params);
+    const asked = parseListenRequest(params, undefined, sessionId !== undefined);
+    // Presence events reach a poll through its session only: without one, `presence` is ignored.
+    const isPresenceWanted = sessionId !== undefined && parsePresenceFlag(params.get('presence'));
     // Each poll is authorized when it is made (a token that expires while a poll is held is noticed
     // at the next poll, at most `timeout` seconds later).
     const access = await this.#ctx.auth.fromRequest(req, url);
-    for (const channel of starts.keys()) access.requireSubscribe(channel);
-    if (res.destroyed) return;
-    this.#showPresence(access, starts.keys(), timeoutS);
-    const request: PollRequest = { cursor: new SubscriptionCursor(), resets: [], limit, callback };
-    for (const [channel, start] of starts) {
-      const { position, reset } = this.#ctx.hub.resolve(channel, start);
-      request.cursor.set(channel, position);
-      if (reset !== undefined) request.resets.push(reset);
+    const previous = sessionId === undefined ? undefined : this.#ctx.sessions.peek(sessionId, access);
+    const starts = previous?.withPending(asked.starts, asked.cursorNames) ?? asked.starts;
+    for (const channel of starts.keys()) {
+      access.requireSubscribe(channel);
+      if (isPresenceWanted && asked.starts.has(channel)) access.requireSeePresence(channel);
     }
+    if (res.destroyed) return;
+    const request = this.#resolve(starts, limit, callback);
+    if (sessionId !== undefined) {
+      const session = this.#ctx.sessions.claim(sessionId, access);
+      session.pollArrived(new Set(asked.starts.keys()), asked.cursorNames, request.cursor.channels, isPresenceWanted, access);
+      this.#showPresence(access, starts.keys(), timeoutS);
+      this.#handleSessionPoll(res, request, timeoutS, session);
+      return;
+    }
+    this.#showPresence(access, starts.keys(), timeoutS);
     const answer = this.#sharedAnswer(request);
     if (answer !== undefined) {
       this.#write(res, answer);
@@ -118,7 +133,62 @@ export class LongPollTransport implements HttpTransport {
     }
   }
 
-  #hold(res: ServerResponse, request: PollRequest, timeoutS: number): void {
+  #resolve(starts: ReadonlyMap<string, StartAt>, limit: number, callback: string | undefined): PollRequest {
+    const request: PollRequest = { cursor: new SubscriptionCursor(), resets: [], limit, callback };
+    for (const [channel, start] of starts) {
+      const { position, reset } = this.#ctx.hub.resolve(channel, start);
+      request.cursor.set(channel, position);
+      if (reset !== undefined) request.resets.push(reset);
+    }
+    return request;
+  }
+
+  /** A poll made with `session=`: answered as any poll, plus the session's fields; held where the session finds it. */
+  #handleSessionPoll(res: ServerResponse, request: PollRequest, timeoutS: number, session: Session): void {
+    const answer = this.#sharedAnswer(request);
+    if (answer === undefined && timeoutS > 0 && !session.hasQueuedEvents) {
+      this.#hold(res, request, timeoutS, session);
+      return;
+    }
+    const sent = answer ?? this.#encode(this.#emptyAnswer(request), 0, request.callback);
+    this.#ctx.counters.delivered.poll += sent.messageCount;
+    this.#writeWithSession(res, sent, session, true, request.callback);
+  }
+
+  /**
+   * Answers a session's held poll at once (a POST changed its channels, or a presence event came): with
+   * the held channels, plus the session's pending additions at their starts, minus its pending removals.
+   */
+  #answerSessionPoll(waiter: Waiter): void {
+    if (!waiter.group.waiters.has(waiter) || waiter.session === undefined) return;
+    const { session, poll } = waiter.session;
+    const isCurrent = session.holds(poll);
+    const { request } = waiter.group;
+    const held = new Map<string, StartAt>();
+    for (const channel of request.cursor.channels) held.set(channel, { ...request.cursor.position(channel)! });
+    this.#release(waiter);
+    const merged = this.#resolve(session.withPending(held, new Set(held.keys())), request.limit, request.callback);
+    session.setPollChannels(merged.cursor.channels);
+    const answer = this.#sharedAnswer(merged) ?? this.#encode(this.#emptyAnswer(merged), 0, request.callback);
+    this.#ctx.counters.delivered.poll += answer.messageCount;
+    this.#writeWithSession(waiter.res, answer, session, isCurrent, request.callback);
+  }
+
+  /** `answer` with `,"session":…` (and, for the session's own poll, its queued presence events) appended. */
+  #writeWithSession(res: ServerResponse, answer: EncodedAnswer, session: Session, isCurrent: boolean, callback: string | undefined): void {
+    const body = `${answer.body.slice(0, -1)}${session.answerTail(isCurrent)}}`;
+    this.#write(res, this.#encode(body, answer.messageCount, callback));
+  }
+
+  /** Writes a shared answer to one held poll, which it releases. */
+  #answerWaiter(waiter: Waiter, answer: EncodedAnswer): void {
+    const isCurrent = waiter.session !== undefined && waiter.session.session.holds(waiter.session.poll);
+    this.#release(waiter);
+    if (waiter.session === undefined) this.#write(waiter.res, answer);
+    else this.#writeWithSession(waiter.res, answer, waiter.session.session, isCurrent, waiter.group.request.callback);
+  }
+
+  #hold(res: ServerResponse, request: PollRequest, timeoutS: number, session?: Session): void {
     const key = requestKey(request);
     let group = this.#groups.get(key);
     if (group === undefined) {
@@ -128,6 +198,10 @@ export class LongPollTransport implements HttpTransport {
     }
     const deadlineBucket = Math.ceil((Date.now() + timeoutS * 1000) / DEADLINE_BUCKET_MS);
     const waiter: Waiter = { res, group, deadlineBucket };
+    if (session !== undefined) {
+      waiter.session = { session, poll: { answerNow: () => this.#answerSessionPoll(waiter) } };
+      session.holdPoll(waiter.session.poll);
+    }
     group.waiters.add(waiter);
     let bucket = this.#deadlines.get(deadlineBucket);
     if (bucket === undefined) {
@@ -145,10 +219,7 @@ export class LongPollTransport implements HttpTransport {
     const answer = this.#sharedAnswer(group.request);
     if (answer === undefined) return;
     this.#ctx.counters.delivered.poll += answer.messageCount * group.waiters.size;
-    for (const waiter of [...group.waiters]) {
-      this.#release(waiter);
-      this.#write(waiter.res, answer);
-    }
+    for (const waiter of [...group.waiters]) this.#answerWaiter(waiter, answer);
   }
 
   /**
@@ -180,6 +251,7 @@ export class LongPollTransport implements HttpTransport {
     const { group } = waiter;
     if (!group.waiters.delete(waiter)) return;
     this.#ctx.counters.connections.poll--;
+    if (waiter.session !== undefined) waiter.session.session.releasePoll(waiter.session.poll);
     const bucket = this.#deadlines.get(waiter.deadlineBucket);
     bucket?.delete(waiter);
     if (bucket?.size === 0) this.#deadlines.delete(waiter.deadlineBucket);
@@ -224,7 +296,7 @@ export class LongPollTransport implements HttpTransport {
       'Cache-Control': 'no-store',
       'X-Content-Type-Options': 'nosniff',
     };
-    return { bytes, headers, messageCount };
+    return { body, bytes, headers, messageCount };
   }
 
   #write(res: ServerResponse, answer: EncodedAnswer): void {
@@ -235,8 +307,7 @@ export class LongPollTransport implements HttpTransport {
   /** Answers a poll that waited in vain: nothing new, and the cursor it came with. */
   #answerEmpty(waiter: Waiter): void {
     const { request } = waiter.group;
-    this.#release(waiter);
-    this.#write(waiter.res, this.#encode(this.#emptyAnswer(request), 0, request.callback));
+    this.#answerWaiter(waiter, this.#encode(this.#emptyAnswer(request), 0, request.callback));
   }
 
   tick(nowMs: number): void {

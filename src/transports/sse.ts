@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { SSE_KEEPALIVE, SSE_MESSAGE, sseOpen, ssePresence, sseReset, sseTokenExpired } from '../frames/sse.js';
+import { SSE_KEEPALIVE, SSE_MESSAGE, sseOpen, ssePresence, sseReset, sseSession, sseSessionChange, sseTokenExpired } from '../frames/sse.js';
 import { HeraldError } from '../http/errors.js';
 import { StreamingTransport, type StreamWire } from './streaming.js';
 
@@ -17,6 +17,8 @@ export class SseTransport extends StreamingTransport {
       tokenExpiredFrame: sseTokenExpired,
       presenceFrame: (event) => event.frame('sse', ssePresence),
       subscribedFrame: (cursor) => sseOpen(this.ctx.config.retryMs, cursor),
+      sessionFrame: sseSession,
+      sessionChangeFrame: sseSessionChange,
       heartbeat: SSE_KEEPALIVE,
     };
   }

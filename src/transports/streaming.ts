@@ -6,7 +6,8 @@ import type { ResetNotice } from '../hub/hub.js';
 import type { FrameFormat } from '../hub/message.js';
 import type { TransportName } from '../metrics.js';
 import { Connection } from './connection.js';
-import { parsePresenceFlag, parseSubscribeRequest } from './subscribe-request.js';
+import type { SessionStream, StreamChange } from './sessions.js';
+import { parseListenRequest, parsePresenceFlag, sessionParam } from './subscribe-request.js';
 import type { HttpTransport, TransportContext } from './transport.js';
 
 /** How one streaming response is framed: SSE, NDJSON or the iframe's script tags. */
@@ -21,10 +22,14 @@ export interface StreamWire {
   presenceFrame(event: PresenceEvent): Buffer;
   /** Sent once the subscription's positions are fixed, carrying the cursor that resumes from them. */
   subscribedFrame?: (cursor: string) => Buffer;
+  /** Announces the session (`session=`) the stream belongs to, before anything else it says. */
+  sessionFrame(id: string): Buffer;
+  /** Marks where a POST /v1/session/{id} changed the channels; `cursor` covers the whole stream from here. */
+  sessionChangeFrame(subscribed: readonly string[], unsubscribed: readonly string[], cursor: string): Buffer;
   heartbeat: Buffer;
 }
 
-class ResponseConnection extends Connection {
+class ResponseConnection extends Connection implements SessionStream {
   readonly #res: ServerResponse;
   readonly #wire: StreamWire;
 
@@ -66,6 +71,16 @@ class ResponseConnection extends Connection {
     this.write(this.#wire.heartbeat);
   }
 
+  get channels(): readonly string[] {
+    return this.cursor.channels;
+  }
+
+  applySessionChange({ subscribe, unsubscribe, presence }: StreamChange): void {
+    for (const channel of unsubscribe) this.unsubscribe(channel);
+    this.subscribeResolved(subscribe, (cursor) => this.#wire.sessionChangeFrame([...subscribe.keys()], unsubscribe, cursor));
+    for (const channel of subscribe.keys()) this.enterPresence(channel, presence.has(channel));
+  }
+
   protected end(reason: ErrorCode | undefined): void {
     // A slow consumer's backlog would take as long to flush as it took to build: drop it.
     if (reason === 'slow_consumer') this.#res.destroy();
@@ -97,12 +112,16 @@ export abstract class StreamingTransport implements HttpTransport {
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const wire = this.wire(req, url);
-    const starts = parseSubscribeRequest(url.searchParams, this.resumeCursor(req));
+    const sessionId = sessionParam(url.searchParams);
+    const asked = parseListenRequest(url.searchParams, this.resumeCursor(req), sessionId !== undefined);
     const wantsPresence = parsePresenceFlag(url.searchParams.get('presence'));
     const access = await this.ctx.auth.fromRequest(req, url);
+    // A session's changes made while no stream held it (a POST between two streams) apply here.
+    const previous = sessionId === undefined ? undefined : this.ctx.sessions.peek(sessionId, access);
+    const starts = previous?.withPending(asked.starts, asked.cursorNames) ?? asked.starts;
     for (const channel of starts.keys()) {
       access.requireSubscribe(channel);
-      if (wantsPresence) access.requireSeePresence(channel);
+      if (wantsPresence && asked.starts.has(channel)) access.requireSeePresence(channel);
     }
     if (res.destroyed) return; // the client left while its token was being verified
     res.writeHead(200, {
@@ -113,14 +132,20 @@ export abstract class StreamingTransport implements HttpTransport {
     });
     res.flushHeaders();
     if (wire.opening.length > 0) res.write(wire.opening);
+    const session = sessionId === undefined ? undefined : this.ctx.sessions.claim(sessionId, access);
+    if (session !== undefined) res.write(wire.sessionFrame(session.id));
     const connection = new ResponseConnection(this.ctx, this.name, wire, res, access);
     this.#connections.add(connection);
     res.on('close', () => {
       connection.close();
       this.#connections.delete(connection);
+      session?.detachStream(connection);
     });
     connection.subscribe(starts, wire.subscribedFrame);
-    for (const channel of starts.keys()) connection.enterPresence(channel, wantsPresence);
+    for (const channel of starts.keys()) {
+      connection.enterPresence(channel, wantsPresence && (asked.starts.has(channel) || access.canSeePresence(channel)));
+    }
+    session?.attachStream(connection, wantsPresence);
   }
 
   tick(nowMs: number): void {

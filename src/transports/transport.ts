@@ -7,6 +7,7 @@ import type { PresenceFanOut } from '../presence/fan-out.js';
 import type { Presence } from '../presence/presence.js';
 import type { Hub } from '../hub/hub.js';
 import type { Counters } from '../metrics.js';
+import type { SessionRegistry } from './sessions.js';
 
 /** What every transport is given. */
 export interface TransportContext {
@@ -22,6 +23,8 @@ export interface TransportContext {
   presence: Presence;
   /** This node's listeners of join/leave events. */
   presenceFanOut: PresenceFanOut;
+  /** Listen sessions (`session=`, POST /v1/session/{id}). */
+  sessions: SessionRegistry;
 }
 
 /**

@@ -67,6 +67,23 @@ describe('command line', () => {
     assert.throws(() => configFromArgs(['--client-publish-rate', '0'], {}), /client-publish-rate/);
   });
 
+  it('reads --demo and --no-demo, else HERALD_DEMO, else leaves it to the token options', () => {
+    assert.deepEqual(configFromArgs([], {}), {});
+    assert.deepEqual(configFromArgs(['--demo'], {}), { demo: true });
+    assert.deepEqual(configFromArgs(['--no-demo'], { HERALD_DEMO: 'true' }), { demo: false });
+    assert.deepEqual(configFromArgs([], { HERALD_DEMO: '0' }), { demo: false });
+    assert.deepEqual(configFromArgs([], { HERALD_DEMO: 'TRUE' }), { demo: true });
+    assert.throws(() => configFromArgs(['--demo', '--no-demo'], {}), /not both/);
+    assert.throws(() => configFromArgs([], { HERALD_DEMO: 'maybe' }), /HERALD_DEMO/);
+  });
+
+  it('reads --session-idle, else HERALD_SESSION_IDLE', () => {
+    assert.deepEqual(configFromArgs(['--session-idle', '300ms'], {}), { sessionIdleMs: 300 });
+    assert.deepEqual(configFromArgs([], { HERALD_SESSION_IDLE: '2m' }), { sessionIdleMs: 120_000 });
+    assert.throws(() => configFromArgs(['--session-idle', 'later'], {}), /duration/);
+    assert.throws(() => configFromArgs(['--session-idle', '0'], {}), /session-idle/);
+  });
+
   it('asks for help', () => {
     assert.equal(configFromArgs(['--help'], {}), 'help');
   });
