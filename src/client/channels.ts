@@ -201,6 +201,24 @@ export class ChannelTable {
   }
 }
 
+/**
+ * The segment of `cursor` that names `channel`, else the whole cursor. [spec] "Cursors": each segment is
+ * base64url("channel\nepoch\noffset"). A cursor taken from a multi-channel connection also names other
+ * channels; kept whole as one channel's start, its newer sequence would move those channels too.
+ */
+export function segmentOf(cursor: string, channel: string): string {
+  const prefix = `${channel}\n`;
+  return cursor.split('.').find((segment) => decodeSegment(segment).startsWith(prefix)) ?? cursor;
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return atob(segment.replace(/-/g, '+').replace(/_/g, '/'));
+  } catch {
+    return '';
+  }
+}
+
 /** Runs application code; its exception is rethrown on its own, never breaking delivery to the rest. */
 export function call(fn: () => void): void {
   try {

@@ -5,9 +5,12 @@
 import { backoffMs } from './backoff.js';
 import { HeraldError, isFatal } from './errors.js';
 import { getJson, type PollAnswer } from './http.js';
-import { call, ChannelTable } from './channels.js';
+import { call, ChannelTable, segmentOf } from './channels.js';
+import { Tabs } from './tabs/tabs.js';
 import { TokenSource } from './token.js';
 import { isAvailable, type Link, type Settings, type Transport, type TransportFactory } from './transport.js';
+import { iframeTransport } from './transports/iframe.js';
+import { jsonpTransport } from './transports/jsonp.js';
 import { longPollTransport } from './transports/long-poll.js';
 import { sseTransport } from './transports/sse.js';
 import { streamTransport } from './transports/stream.js';
@@ -33,18 +36,25 @@ const FACTORIES: Record<TransportName, TransportFactory> = {
   sse: sseTransport,
   stream: streamTransport,
   longpoll: longPollTransport,
+  jsonp: jsonpTransport,
+  iframe: iframeTransport,
 };
+/** The automatic fallback order; the legacy `jsonp` and `iframe` run only when asked for by name. */
+const AUTOMATIC: TransportName[] = ['websocket', 'sse', 'stream', 'longpoll'];
 const REQUEST_TIMEOUT_MS = 10_000;
 
 type Timer = ReturnType<typeof setTimeout>;
 
 /** One try at a connection, from `connecting` until it is lost. */
 interface Attempt {
-  name: TransportName;
+  /** `tab`: this instance follows another tab's connection (tabs/tab-transport.ts). */
+  name: TransportName | 'tab';
   transport?: Transport;
   isOpen: boolean;
   openTimer?: Timer;
   watchdog?: ReturnType<typeof setInterval>;
+  /** A stream that got no bytes in time: maybe a proxy that buffers streams. */
+  isSilent?: boolean;
 }
 
 export class Herald {
@@ -54,13 +64,14 @@ export class Herald {
   readonly #initialMs: number;
   readonly #maxMs: number;
   readonly #connectTimeoutMs: number;
+  readonly #streamOpenMs: number;
   readonly #channels: ChannelTable;
   readonly #listeners: { [K in keyof HeraldEvents]: Set<(event: HeraldEvents[K]) => void> } = {
     state: new Set(),
     error: new Set(),
   };
   /** Transports that have opened at least once: they are retried, never given up for the next one. */
-  readonly #hasOpened = new Set<TransportName>();
+  readonly #hasOpened = new Set<string>();
   #attempt: Attempt | undefined;
   #retryTimer: Timer | undefined;
   #state: StateChange = { state: 'disconnected', reason: 'idle' };
@@ -74,6 +85,8 @@ export class Herald {
   /** Removes the page listeners (online/offline, visibility) added by the constructor. */
   readonly #unlisten: (() => void)[] = [];
   readonly #token: TokenSource;
+  /** The tabs of this browser sharing one connection (tabs/tabs.ts); undefined when not sharing. */
+  readonly #tabs: Tabs | undefined;
   /** 401s in a row despite fresh tokens: past a few, the token is not the moment's fault. */
   #authFailures = 0;
 
@@ -99,6 +112,7 @@ export class Herald {
     this.#initialMs = options.backoff?.initialMs ?? 1000;
     this.#maxMs = options.backoff?.maxMs ?? 30_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    this.#streamOpenMs = options.streamOpenTimeoutMs ?? 4000;
     this.#channels = new ChannelTable({
       url: this.#url,
       fetch: this.#settings.fetch,
@@ -108,7 +122,7 @@ export class Herald {
       learn: (event) => this.#attempt?.transport?.learn?.(event),
       refused: (error, channel) => this.#refused(error, channel),
     });
-    const wanted = options.transports ?? (Object.keys(FACTORIES) as TransportName[]);
+    const wanted = options.transports ?? AUTOMATIC;
     this.#order = wanted.filter((name) => FACTORIES[name] !== undefined && isAvailable(name, this.#settings));
     if (this.#order.length === 0) {
       throw new HeraldError(
@@ -128,6 +142,20 @@ export class Herald {
       listen(g, 'offline', () => this.#attempt && this.#lost(this.#attempt, 'offline: the device lost its network'));
       listen(g, 'online', () => this.#retryNow());
       if (g.document) listen(g.document, 'visibilitychange', () => g.document.visibilityState === 'visible' && this.#retryNow());
+    }
+    // One connection per browser (tabs/tabs.ts): pages only (newer Node has Web Locks and BroadcastChannel
+    // too, but no tabs). A follower becoming leader connects at once, with no backoff.
+    const share = options.share ?? true;
+    if (share !== false && g.document && g.navigator?.locks && g.BroadcastChannel) {
+      const tabs = (this.#tabs = new Tabs(`herald:${this.#url}${share === true ? '' : `#${share}`}`, this, {
+        promote: () => {
+          this.#drop();
+          this.#failures = 0;
+          this.#sync();
+        },
+        mirror: (change) => this.#setState(change),
+      }));
+      this.#unlisten.push(() => tabs.close());
     }
   }
 
@@ -167,7 +195,7 @@ export class Herald {
         hasPresence: options.onJoin !== undefined || options.onLeave !== undefined,
       };
       if (since !== 'head' && since !== 'beginning') {
-        ch.cursor = since;
+        ch.cursor = segmentOf(since, channel);
         ch.seq = this.#channels.nextSeq();
       }
       if (since !== 'head') settle();
@@ -268,6 +296,7 @@ export class Herald {
   }
 
   async #apply(): Promise<void> {
+    if (this.#tabs) await this.#tabs.ready; // leader or follower: decides the transport
     if (this.#isClosed) return;
     const attempt = this.#attempt;
     if (this.#channels.size === 0) {
@@ -286,7 +315,7 @@ export class Herald {
   }
 
   async #connect(): Promise<void> {
-    const name = this.#order[this.#orderIndex % this.#order.length]!;
+    const name = this.#tabs?.isFollower ? 'tab' : this.#order[this.#orderIndex % this.#order.length]!;
     const attempt: Attempt = { name, isOpen: false };
     this.#attempt = attempt;
     this.#setState({ state: 'connecting', transport: name });
@@ -297,9 +326,14 @@ export class Herald {
       return;
     }
     if (!(await this.#anchorFor(attempt))) return;
-    attempt.openTimer = setTimeout(() => this.#lost(attempt, `${name} did not open within ${this.#connectTimeoutMs} ms`), this.#connectTimeoutMs);
     try {
-      attempt.transport = FACTORIES[name](this.#link(attempt));
+      const transport = (attempt.transport = (name === 'tab' ? this.#tabs!.follow : FACTORIES[name])(this.#link(attempt)));
+      // A stream opens at its first bytes: none in time is a sign of a proxy that buffers streams.
+      const ms = transport.isStream ? this.#streamOpenMs : this.#connectTimeoutMs;
+      attempt.openTimer = setTimeout(() => {
+        attempt.isSilent = transport.isStream;
+        this.#lost(attempt, `${name} did not open within ${ms} ms`);
+      }, ms);
     } catch (error) {
       this.#lost(attempt, `${name} failed to start: ${(error as Error).message}`, error);
     }
@@ -438,9 +472,15 @@ export class Herald {
     const { name } = attempt;
     // A transport that never opened while the server answers is blocked on the way (a proxy, a
     // firewall): the next one is tried at once. A server that does not answer is just down: retry later.
-    if (!attempt.isOpen && !this.#hasOpened.has(name) && this.#order.length > 1 && (await this.#isServerAlive())) {
+    if (name !== 'tab' && !attempt.isOpen && !this.#hasOpened.has(name) && this.#order.length > 1 && (await this.#isServerAlive())) {
       if (this.#isIdle()) return;
-      this.#orderIndex++;
+      // A silent stream while the server answers: something on the way holds stream bodies, and would
+      // hold the next stream transport's too. Long polling gets whole answers through.
+      const skip = this.#order.indexOf('longpoll') - (this.#orderIndex % this.#order.length);
+      if (attempt.isSilent && skip > 0) {
+        this.#orderIndex += skip;
+        reason += ' (no bytes while the server answers: a proxy buffers streams; falling back to long polling)';
+      } else this.#orderIndex++;
       if (this.#orderIndex % this.#order.length !== 0) {
         this.#setState({ state: 'disconnected', transport: name, reason: `${name} unavailable: ${reason}`, retryInMs: 0 });
         this.#sync();

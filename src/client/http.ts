@@ -2,11 +2,16 @@
 // probing whether the server is alive, publishing and reading presence over HTTP. Errors come back as HeraldError with the server's code.
 import { HeraldError } from './errors.js';
 import type { Entry } from './transport.js';
+import type { PresenceEvent } from './types.js';
 
 /** [spec] GET /v1/poll answer. */
 export interface PollAnswer {
   messages: Entry[];
   cursor: string;
+  /** Polls made with `session=`: the session to name in the next poll. */
+  session?: string;
+  /** Polls of a session with `presence=1`: join/leave events since the last answer. */
+  presence?: (PresenceEvent & { presence: 'join' | 'leave' })[];
 }
 
 /** The server's `{"error":{"code","message"}}` body as a HeraldError (or a generic one for other bodies). */

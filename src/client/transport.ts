@@ -32,7 +32,7 @@ export interface Link {
   start(channel: string): { cursor?: string; since?: 'beginning'; presence?: true };
   /** The client token, if any (WebSocket puts it on its URL). */
   token(): string | undefined;
-  /** The wire is open. Silence longer than `deadAfterMs` (any entry or `alive()`) will count as dead. */
+  /** The wire is open (idempotent). Silence longer than `deadAfterMs` (any entry or `alive()`) will count as dead. */
   opened(deadAfterMs?: number): void;
   /** A sign of life without an entry (heartbeat, pong). */
   alive(): void;
@@ -57,10 +57,16 @@ export interface Transport {
   close(): void;
   /** An event name was seen (SSE must listen for each name to receive it). */
   learn?(event: string): void;
-  /** Sends a fresh token on the open wire (WebSocket `refresh` op); without it the core calls `update`. */
+  /** Sends a fresh token on the open wire (WebSocket `refresh` op, or a new HTTP listen request). */
   refresh?(token: string): void;
   /** A request/reply op on the open wire (WebSocket); rejects with the `error` op as a HeraldError. */
   request?(frame: Record<string, unknown>): Promise<Record<string, any>>;
+  /**
+   * A stream over HTTP: it calls `opened` at its first bytes, not its headers. None within
+   * `streamOpenTimeoutMs` while the server answers means a proxy buffers streams: the core falls back
+   * to long polling.
+   */
+  isStream?: boolean;
 }
 
 export type TransportFactory = (link: Link) => Transport;
@@ -69,5 +75,7 @@ export function isAvailable(name: TransportName, settings: Settings): boolean {
   if (name === 'websocket') return settings.WebSocket !== undefined;
   if (name === 'sse') return settings.EventSource !== undefined;
   if (name === 'stream') return settings.fetch !== undefined && typeof TextDecoder === 'function';
+  // <script> and <iframe> need a page, and fetch (anchoring, and learning why a request failed).
+  if ((name === 'jsonp' || name === 'iframe') && typeof document !== 'object') return false;
   return settings.fetch !== undefined;
 }

@@ -27,14 +27,18 @@ export interface ResetInfo {
   cursor: string;
 }
 
-export type TransportName = 'websocket' | 'sse' | 'stream' | 'longpoll';
+/** `jsonp` and `iframe` are legacy, browser-only, and never chosen automatically (src/client/README.md). */
+export type TransportName = 'websocket' | 'sse' | 'stream' | 'longpoll' | 'jsonp' | 'iframe';
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'closed';
 
 export interface StateChange {
   state: ConnectionState;
-  /** The transport trying or holding the connection. */
-  transport?: TransportName;
+  /**
+   * The transport trying or holding the connection; `tab` when another tab of this browser holds it for
+   * this one (`share`), whose state this one then shows.
+   */
+  transport?: TransportName | 'tab';
   /** Why the connection was lost or closed. */
   reason?: string;
   /** When `disconnected`: how long until the next attempt. */
@@ -57,8 +61,8 @@ export interface SubscribeOptions<T = unknown> {
   onError?(error: HeraldError): void;
   /**
    * [spec] protocol.md "Presence": someone joined this channel (their first connection) / left it (their
-   * last). Asking for either subscribes with presence events (WebSocket, SSE, stream; long polling gets
-   * none: use `sub.presence()`). Only the channel's first subscription on this client decides.
+   * last). Asking for either subscribes with presence events. Only the channel's first subscription on
+   * this client decides.
    */
   onJoin?(event: PresenceEvent): void;
   onLeave?(event: PresenceEvent): void;
@@ -155,8 +159,21 @@ export interface HeraldOptions {
   pingMs?: number;
   /** Long polling: how long the server may hold a poll, in seconds (default 25). */
   pollTimeoutS?: number;
-  /** A transport that has not opened by then has failed (default 10 s). */
+  /** A transport that has not opened by then has failed (default 10 s; SSE and streaming: `streamOpenTimeoutMs`). */
   connectTimeoutMs?: number;
+  /**
+   * Browsers: the tabs of this origin share one connection to this server (default true in pages where
+   * Web Locks and BroadcastChannel exist; Node never shares). A string shares only with instances given
+   * the same string: tabs holding different users' tokens must use different strings. `false` opts out.
+   */
+  share?: boolean | string;
+  /**
+   * SSE and streaming count as open at their first bytes (the server writes one at once). None within
+   * this time (default 4000 ms) while the server answers a probe means a proxy buffers streams: the
+   * client skips the other streams and falls back to long polling. A stream that opened before is
+   * retried instead.
+   */
+  streamOpenTimeoutMs?: number;
   /**
    * Browsers: drop the connection on the page's `offline` event and retry at once on `online` and when
    * the tab becomes visible again (default true).

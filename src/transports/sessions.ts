@@ -99,7 +99,9 @@ export class Session implements PresenceListener {
     const merged = new Map(starts);
     for (const channel of this.#pendingRemovals) merged.delete(channel);
     for (const [channel, position] of this.#pendingStarts) {
-      if (!cursorNames.has(channel)) merged.set(channel, { ...position });
+      // A cursor naming the channel counts only for a poll that also lists it: an answer can name a
+      // channel its client has not confirmed yet (the POST's own answer may still be on the way).
+      if (!cursorNames.has(channel) || !merged.has(channel)) merged.set(channel, { ...position });
     }
     if (merged.size > MAX_CHANNELS_PER_SUBSCRIPTION) throw new HeraldError('too_many_channels');
     return merged;
@@ -107,7 +109,7 @@ export class Session implements PresenceListener {
 
   /** Forgets what a poll (listing `listed`, its cursor naming `cursorNames`) shows the client has taken in. */
   #settlePending(listed: ReadonlySet<string>, cursorNames: ReadonlySet<string>): void {
-    for (const channel of this.#pendingStarts.keys()) if (cursorNames.has(channel)) this.#pendingStarts.delete(channel);
+    for (const channel of this.#pendingStarts.keys()) if (cursorNames.has(channel) && listed.has(channel)) this.#pendingStarts.delete(channel);
     for (const channel of this.#pendingRemovals) if (!listed.has(channel)) this.#pendingRemovals.delete(channel);
   }
 

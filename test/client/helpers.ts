@@ -10,7 +10,7 @@ import { Herald, type Envelope, type HeraldOptions, type ResetInfo, type StateCh
 export const TRANSPORTS: TransportName[] = ['websocket', 'sse', 'stream', 'longpoll'];
 
 /** The server's metric label of each client transport. */
-export const SERVER_NAME = { websocket: 'websocket', sse: 'sse', stream: 'stream', longpoll: 'poll' } as const;
+export const SERVER_NAME = { websocket: 'websocket', sse: 'sse', stream: 'stream', longpoll: 'poll', jsonp: 'poll', iframe: 'iframe' } as const;
 
 /** A client on `transport` only, with Node's stand-ins for the browser APIs and quick reconnects. */
 export function client(url: string, transport: TransportName, options: HeraldOptions = {}): Herald {
@@ -197,6 +197,90 @@ export async function noUpgradeProxy(targetPort: number): Promise<{ url: string;
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     async close() {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
+/** One request that went through an httpProxy. */
+export interface ProxiedRequest {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  /** The client dropped it before its answer ended (an aborted poll, a closed stream). */
+  isAborted: boolean;
+  /** The server's status, once answered. */
+  status?: number;
+}
+
+/**
+ * An HTTP proxy that records every request and refuses WebSocket upgrades. `isBuffering`: it holds each
+ * answer's body until the body ends or 64 KiB have gathered, passing the headers at once, as buffering
+ * proxies and antivirus filters do: a stream's bytes never come, whole answers do. `rewrite` changes a
+ * request's path on the way (as a balancer sending it to another node would make it unknown there);
+ * `delayMs` holds a request that long before passing it on (a slow hop).
+ */
+export async function httpProxy(
+  targetPort: number,
+  options: { isBuffering?: boolean; rewrite?: (path: string) => string; delayMs?: (path: string) => number } = {},
+): Promise<{ url: string; requests: ProxiedRequest[]; drop(): void; close(): Promise<void> }> {
+  const requests: ProxiedRequest[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  const server: HttpServer = createHttpServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    const record: ProxiedRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, isAborted: false };
+    requests.push(record);
+    const forward = (): void => {
+      if (res.destroyed) return;
+      const path = options.rewrite?.(req.url ?? '/') ?? req.url;
+      const upstream = request({ host: '127.0.0.1', port: targetPort, method: req.method, path, headers: req.headers }, (answer) => {
+        record.status = answer.statusCode;
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        if (!options.isBuffering) return void answer.pipe(res);
+        res.flushHeaders();
+        let held: Buffer[] = [];
+        let size = 0;
+        answer.on('data', (chunk: Buffer) => {
+          held.push(chunk);
+          size += chunk.length;
+          if (size < 64 * 1024) return;
+          res.write(Buffer.concat(held));
+          held = [];
+          size = 0;
+        });
+        answer.on('end', () => res.end(Buffer.concat(held)));
+      });
+      upstream.on('error', () => res.destroy());
+      res.on('close', () => upstream.destroy());
+      req.pipe(upstream);
+    };
+    res.on('close', () => {
+      if (!res.writableFinished) record.isAborted = true;
+    });
+    const delayMs = options.delayMs?.(url.pathname) ?? 0;
+    if (delayMs === 0) return forward();
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      forward();
+    }, delayMs);
+    timers.add(timer);
+  });
+  server.on('upgrade', (_req, socket) => {
+    socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    /** Cuts every connection now, as a network change does; new ones get through. */
+    drop() {
+      server.closeAllConnections();
+    },
+    async close() {
+      for (const timer of timers) clearTimeout(timer);
       server.closeAllConnections();
       server.close();
       await once(server, 'close');

@@ -114,7 +114,6 @@ describe('client tokens', { concurrency: true }, () => {
       await waitFor(async () => (await members()).join() === 'ada,bob', `${transport}: ada and bob present`);
       const list = await sub.presence();
       assert.deepEqual(list.find((m) => m.user === 'bob'), { user: 'bob', info: { name: 'BOB' }, connections: 1 });
-      if (transport === 'longpoll') return; // [spec] polling clients get no presence events
       await waitFor(async () => joins.some((e) => e.user === 'bob'), `${transport}: a join for bob`);
       assert.deepEqual(joins.find((e) => e.user === 'bob'), { channel, user: 'bob', info: { name: 'BOB' } });
       guest.close();

@@ -1,5 +1,7 @@
 // [spec] docs/protocol.md "Server-Sent Events — GET /v1/sse", read with EventSource. EventSource's own
 // reconnect is not used: the core reconnects with backoff and a cursor merged across channels.
+// Subscription changes go on `POST /v1/session/{id}` (session.ts), in place on the open stream.
+import { session } from '../session.js';
 import type { Link, Transport } from '../transport.js';
 import type { EventSourceLike } from '../types.js';
 
@@ -9,23 +11,22 @@ export function sseTransport(link: Link): Transport {
    * message's `event:` is its event name, so each name must be listened for; names seen in any envelope
    * are added, and the core fetches anything missed before a name was known (gap repair).
    */
-  const names = new Set(['message', 'reset', 'join', 'leave', 'token_expired']);
+  const names = new Set(['message', 'reset', 'join', 'leave', 'token_expired', 'session', 'subscribed']);
   let source: EventSourceLike | undefined;
   let listen: (event: { data: string }) => void = () => {};
+  const wire = session(link, () => open());
 
   const open = (): void => {
-    const channels = link.channels();
-    const current = new link.settings.EventSource!(`${link.url}/v1/sse?${link.query(channels)}`);
+    source?.close();
+    const current = new link.settings.EventSource!(`${link.url}/v1/sse?${link.query(wire.start())}&session=new`);
     source = current;
     listen = (event) => {
       if (source !== current) return;
-      // [spec] "A message published with the event name join or leave is told apart by its data".
-      const entry = JSON.parse(event.data);
-      if (entry.presence !== undefined) link.presence(entry.presence, entry);
-      else if (entry.code === 'token_expired') link.expiring();
-      else link.receive(entry, channels);
+      // Open once bytes arrive, not at the headers: a proxy that buffers streams passes headers and holds
+      // the body. The server's first event, `session`, is such bytes.
+      link.opened();
+      wire.read(JSON.parse(event.data));
     };
-    current.onopen = () => link.opened();
     current.onerror = () => {
       current.close();
       if (source === current) link.closed('sse stream failed');
@@ -35,12 +36,9 @@ export function sseTransport(link: Link): Transport {
   open();
 
   return {
-    // A subscription change reopens the stream with the cursor of every channel: nothing is lost, and
-    // anything both streams carry is dropped as a duplicate by the core.
-    update: () => {
-      source?.close();
-      open();
-    },
+    update: wire.update,
+    // Only a new request carries a new token (`?token=`); the cursors make it lossless.
+    refresh: open,
     close: () => {
       source?.close();
       source = undefined;
@@ -50,5 +48,6 @@ export function sseTransport(link: Link): Transport {
       names.add(name);
       source?.addEventListener(name, listen);
     },
+    isStream: true,
   };
 }

@@ -1,7 +1,9 @@
-// The SDK in real headless Chromium, each transport forced in turn, against the real server as a child
-// process (SQLite store, fixed port so it can come back where the pages expect it): delivery and order;
-// the server SIGKILLed and restarted mid-stream; the browser taken offline and back (DevTools network
-// emulation). Every page must end with every message exactly once, in order, and no reset.
+// The SDK in real headless Chromium, each transport forced in turn (the four automatic ones and the
+// opt-in legacy `jsonp` and `iframe`), against the real server as a child process (SQLite store, fixed
+// port so it can come back where the pages expect it): delivery and order; the server SIGKILLed and
+// restarted mid-stream; the browser taken offline and back (DevTools network emulation). Every page must
+// end with every message exactly once, in order, and no reset. Each page is its own browser context, so
+// its held requests do not share Chromium's six connections per host with the others.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
@@ -12,6 +14,7 @@ import { freePort, TRANSPORTS } from '../../client/helpers.js';
 import { launchBrowser, openTestPage, readInbox, subscribeInPage, waitForCount, waitInPage } from './browser.js';
 
 const CHANNELS = ['b.one', 'b.two'];
+const BROWSER_TRANSPORTS: TransportName[] = [...TRANSPORTS, 'jsonp', 'iframe'];
 
 describe('SDK in Chromium', () => {
   const data = tempDataDir();
@@ -26,7 +29,7 @@ describe('SDK in Chromium', () => {
     const port = await freePort();
     args = ['--store', 'sqlite', '--data-dir', data.dir, '--port', String(port), '--heartbeat', '1s'];
     [server, browser] = await Promise.all([startServerProcess(args), launchBrowser()]);
-    for (const transport of TRANSPORTS) {
+    for (const transport of BROWSER_TRANSPORTS) {
       const page = await openTestPage(browser, server.url);
       await subscribeInPage(page, transport, CHANNELS);
       pages.set(transport, page);
@@ -121,5 +124,35 @@ describe('SDK in Chromium', () => {
     for (const page of pages.values()) await page.context().setOffline(false);
     for (let n = start + 10; n < start + 15; n++) await publishAll(n);
     await expectAll('after offline → online');
+  });
+
+  it('surfaces a refused jsonp or iframe request as an error and a closed state, never a hang', async () => {
+    for (const transport of ['jsonp', 'iframe'] as const) {
+      const page = await openTestPage(browser!, server!.url);
+      try {
+        // The server refuses a cursor it never issued: 400 cursor_invalid, answered as JSON, which a
+        // <script> only shows as `error` and an <iframe> as a loaded page, both without the status.
+        await page.evaluate((transport) => {
+          const w = globalThis as any;
+          const herald = new w.Herald(location.origin, { transports: [transport], backoff: { initialMs: 50, maxMs: 500 } });
+          w.herald = herald;
+          herald.on('state', (s: { state: string; reason?: string }) => w.inbox.states.push({ state: s.state, reason: s.reason }));
+          herald.on('error', (e: { code: string }) => w.inbox.errors.push(e.code));
+          herald.subscribe('b.refused', { onMessage: () => {}, since: 'notACursorThisServerIssued' });
+        }, transport);
+        await waitInPage(page, () => (globalThis as any).herald.state.state === 'closed', 10_000, `${transport} to close on the refusal`);
+        const inbox = await readInbox(page);
+        assert.deepEqual(inbox.errors, ['cursor_invalid'], `${transport} errors`);
+        assert.ok(!inbox.states.some((s) => s.state === 'connected'), `${transport} never claimed connected: ${JSON.stringify(inbox.states)}`);
+        // Nothing of the transport is left in the page: no script or frame, no global callback.
+        const leftovers = await page.evaluate(() => ({
+          elements: document.querySelectorAll('script[src*="/v1/"], iframe').length,
+          globals: Object.keys(globalThis).filter((k) => k.startsWith('_herald')),
+        }));
+        assert.deepEqual(leftovers, { elements: 0, globals: [] }, `${transport} cleaned up`);
+      } finally {
+        await page.context().close();
+      }
+    }
   });
 });
