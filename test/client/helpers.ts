@@ -175,33 +175,12 @@ export async function blackHoleProxy(targetPort: number): Promise<{ url: string;
   };
 }
 
-/** An HTTP proxy that forwards requests but refuses WebSocket upgrades, as some corporate proxies do. */
+/**
+ * An HTTP proxy that forwards requests but refuses WebSocket upgrades, as some corporate proxies do:
+ * an httpProxy with nothing changed on the way (its request log goes unused).
+ */
 export async function noUpgradeProxy(targetPort: number): Promise<{ url: string; close(): Promise<void> }> {
-  const server: HttpServer = createHttpServer((req, res) => {
-    const upstream = request(
-      { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    res.on('close', () => upstream.destroy());
-    req.pipe(upstream);
-  });
-  server.on('upgrade', (_req, socket) => {
-    socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    async close() {
-      server.closeAllConnections();
-      server.close();
-      await once(server, 'close');
-    },
-  };
+  return httpProxy(targetPort);
 }
 
 /** One request that went through an httpProxy. */

@@ -53,9 +53,12 @@ describe('client sessions', () => {
   for (const transport of SESSION_TRANSPORTS) {
     const listens = (requests: ProxiedRequest[]): ProxiedRequest[] => requests.filter((r) => r.path === LISTEN_PATH[transport]);
 
-    it(`${transport}: subscribes a channel on the open connection, losing nothing on the others`, async (t) => {
-      const [A, B] = [`in-a-${transport}`, `in-b-${transport}`];
-      const { proxy, herald, states } = await open(t, transport);
+    /**
+     * Subscribes `A`, publishes its first 5 messages once connected (on long polling, with a poll held),
+     * then subscribes `B` while 5 more go to A, and publishes `first` on B once B is ready.
+     * `startedMs`: when B's subscription was asked for.
+     */
+    const joinBWhileAFlows = async (herald: Herald, states: ReturnType<typeof stateLog>, A: string, B: string) => {
       const a = new Inbox();
       const b = new Inbox();
       await herald.subscribe(A, a.handlers).ready;
@@ -68,6 +71,13 @@ describe('client sessions', () => {
       await publishA(5); // A keeps flowing while B joins
       await subB.ready;
       await publishOk(server.url, { channel: B, data: 'first' });
+      return { a, b, publishA, startedMs };
+    };
+
+    it(`${transport}: subscribes a channel on the open connection, losing nothing on the others`, async (t) => {
+      const [A, B] = [`in-a-${transport}`, `in-b-${transport}`];
+      const { proxy, herald, states } = await open(t, transport);
+      const { a, b, publishA, startedMs } = await joinBWhileAFlows(herald, states, A, B);
       await b.count(1, 5000);
       const firstMs = Date.now() - startedMs;
       await publishA(5);
@@ -158,17 +168,7 @@ describe('client sessions', () => {
       // The proxy sends session changes where the session is unknown, as a balancer sending them to
       // another node would: the server answers 404 session_not_found.
       const { proxy, herald, states } = await open(t, transport, { rewrite: (path) => path.replace(/^\/v1\/session\/[^/?]+/, '/v1/session/elsewhere') });
-      const a = new Inbox();
-      const b = new Inbox();
-      await herald.subscribe(A, a.handlers).ready;
-      await states.reach('connected');
-      if (transport === 'longpoll') await pollHeld(herald);
-      const publishA = publisher(A);
-      await publishA(5);
-      const subB = herald.subscribe(B, b.handlers);
-      await publishA(5);
-      await subB.ready;
-      await publishOk(server.url, { channel: B, data: 'first' });
+      const { a, b, publishA } = await joinBWhileAFlows(herald, states, A, B);
       await publishA(5);
       await a.count(15);
       await b.count(1);

@@ -58,16 +58,21 @@ export async function openTestPage(browser: Browser, serverUrl: string): Promise
 
 /** Starts `window.herald` on one transport with quick reconnects and subscribes to `channels`. */
 export async function subscribeInPage(page: Page, transport: TransportName, channels: string[]): Promise<void> {
+  await startHeraldInPage(page, { transports: [transport], backoff: { initialMs: 50, maxMs: 500 }, heartbeatMs: 1000, pollTimeoutS: 5 }, channels);
+  await waitInPage(page, () => (globalThis as any).herald.state.state === 'connected', 10_000, `${transport} connected`);
+}
+
+/**
+ * Starts `window.herald` with `options` (serializable: they are passed into the page), recording into
+ * `window.inbox`, and subscribes to `channels`. Does not wait for the connection, so a test can act
+ * while the client is still finding its way.
+ */
+export async function startHeraldInPage(page: Page, options: Record<string, unknown>, channels: string[]): Promise<void> {
   await page.evaluate(
-    async ({ transport, channels }) => {
+    async ({ options, channels }) => {
       const w = globalThis as any;
       const inbox = w.inbox;
-      const herald = new w.Herald(location.origin, {
-        transports: [transport],
-        backoff: { initialMs: 50, maxMs: 500 },
-        heartbeatMs: 1000,
-        pollTimeoutS: 5,
-      });
+      const herald = new w.Herald(location.origin, options);
       w.herald = herald;
       herald.on('state', (s: StateChange) => inbox.states.push({ state: s.state, transport: s.transport, reason: s.reason }));
       herald.on('error', (e: Error) => inbox.errors.push(e.message));
@@ -80,9 +85,8 @@ export async function subscribeInPage(page: Page, transport: TransportName, chan
         }).ready;
       }
     },
-    { transport, channels },
+    { options, channels },
   );
-  await waitInPage(page, () => (globalThis as any).herald.state.state === 'connected', 10_000, `${transport} connected`);
 }
 
 export interface PageInbox {

@@ -8,7 +8,7 @@ import { buildClient } from '../../../scripts/build-client.mjs';
 import type { RunningHerald } from '../../../src/herald.js';
 import { startTestServer } from '../../helpers/server.js';
 import { httpProxy, publishOk } from '../../client/helpers.js';
-import { launchBrowser, openTestPage, readInbox, waitForCount, waitInPage } from './browser.js';
+import { launchBrowser, openTestPage, readInbox, startHeraldInPage, waitForCount, waitInPage } from './browser.js';
 
 const CHANNEL = 'buffered.page';
 
@@ -32,21 +32,8 @@ describe('SDK in Chromium behind a buffering proxy', () => {
   });
 
   it('falls back to long polling and delivers every message in order', { timeout: 60_000 }, async () => {
-    await page.evaluate(async (channel) => {
-      const w = globalThis as any;
-      const inbox = w.inbox;
-      // Default transports: WebSocket, SSE, fetch streaming, long polling.
-      const herald = new w.Herald(location.origin, { streamOpenTimeoutMs: 1500, backoff: { initialMs: 50, maxMs: 500 }, pollTimeoutS: 5 });
-      w.herald = herald;
-      herald.on('state', (s: any) => inbox.states.push({ state: s.state, transport: s.transport, reason: s.reason }));
-      herald.on('error', (e: Error) => inbox.errors.push(e.message));
-      inbox.messages[channel] = [];
-      inbox.resets[channel] = [];
-      await herald.subscribe(channel, {
-        onMessage: (m: { offset: number; data: unknown }) => inbox.messages[channel].push({ offset: m.offset, data: m.data }),
-        onReset: (r: unknown) => inbox.resets[channel].push(r),
-      }).ready;
-    }, CHANNEL);
+    // Default transports: WebSocket, SSE, fetch streaming, long polling.
+    await startHeraldInPage(page, { streamOpenTimeoutMs: 1500, backoff: { initialMs: 50, maxMs: 500 }, pollTimeoutS: 5 }, [CHANNEL]);
     // Published while the page is still finding its way through the proxy.
     for (let n = 1; n <= 5; n++) await publishOk(server!.url, { channel: CHANNEL, data: { n } });
     await waitInPage(page, () => (globalThis as any).herald.state.state === 'connected', 20_000, 'connected');
