@@ -267,6 +267,13 @@ export class Session implements PresenceListener {
 }
 
 /**
+ * Idle sessions kept at most by default. Past it the one idle longest goes first, so a flood of
+ * `session=new` cannot grow memory without bound; its client only loses the convenience (a POST gets
+ * 404 and it listens again from its cursor).
+ */
+export const MAX_IDLE_SESSIONS = 50_000;
+
+/**
  * This node's sessions. A session held by an open stream or a held poll never expires; otherwise it
  * expires `idleMs` after it was last used, found by the server's shared sweep (no timer per session).
  */
@@ -282,10 +289,13 @@ export class SessionRegistry {
    */
   readonly #idle = new Map<Session, number>();
 
-  constructor(presenceFanOut: PresenceFanOut, idleMs: number, counters: Counters) {
+  readonly #maxIdle: number;
+
+  constructor(presenceFanOut: PresenceFanOut, idleMs: number, counters: Counters, maxIdle = MAX_IDLE_SESSIONS) {
     this.presenceFanOut = presenceFanOut;
     this.#idleMs = idleMs;
     this.#counters = counters;
+    this.#maxIdle = maxIdle;
   }
 
   get size(): number {
@@ -334,6 +344,7 @@ export class SessionRegistry {
     if (this.#sessions.get(session.id) !== session) return; // expired
     this.#idle.delete(session);
     this.#idle.set(session, nowMs + this.#idleMs);
+    if (this.#idle.size > this.#maxIdle) this.#expire(this.#idle.keys().next().value!);
   }
 
   /** A use (a POST) restarts the idle time of a session nothing holds. */
