@@ -34,6 +34,17 @@ interface EncodedAnswer {
 /** Bounds the shared-answer cache between two hub versions (distinct positions being polled). */
 const MAX_CACHED_ANSWERS = 4096;
 
+/**
+ * What an anonymous poll without a session led to, by its raw query string: its answer, or the group
+ * it waits in. Clients that follow one channel re-poll with identical queries, so the next one skips
+ * parsing, cursor decoding and resolving. Valid while the hub's version stays (as the answers are).
+ */
+interface KnownQuery {
+  answer?: EncodedAnswer;
+  group?: WaitGroup;
+  timeoutS: number;
+}
+
 interface Waiter {
   res: ServerResponse;
   group: WaitGroup;
@@ -76,12 +87,48 @@ export class LongPollTransport implements HttpTransport {
   /** Answers by request key, valid while the hub's version is #answersVersion. */
   readonly #answers = new Map<string, EncodedAnswer | null>();
   #answersVersion = -1;
+  readonly #knownQueries = new Map<string, KnownQuery>();
+  #knownQueriesVersion = -1;
 
   constructor(ctx: TransportContext) {
     this.#ctx = ctx;
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  handle(req: IncomingMessage, res: ServerResponse, url: URL): void | Promise<void> {
+    const isAnonymous = req.headers.authorization === undefined;
+    if (isAnonymous && this.#answerKnownQuery(res, url.search)) return;
+    return this.#handleParsed(req, res, url, isAnonymous);
+  }
+
+  /** Answers (or holds) a poll whose raw query was seen since the hub's version last moved; false when it was not. */
+  #answerKnownQuery(res: ServerResponse, query: string): boolean {
+    if (this.#knownQueriesVersion !== this.#ctx.hub.version) {
+      this.#knownQueries.clear();
+      this.#knownQueriesVersion = this.#ctx.hub.version;
+      return false;
+    }
+    const known = this.#knownQueries.get(query);
+    if (known === undefined) return false;
+    if (known.answer !== undefined) {
+      this.#write(res, known.answer);
+      this.#ctx.counters.delivered.poll += known.answer.messageCount;
+      return true;
+    }
+    if (known.group === undefined || this.#groups.get(known.group.key) !== known.group) return false;
+    this.#wait(res, known.group, known.timeoutS);
+    return true;
+  }
+
+  /** Remembers what an anonymous poll without a session led to (see KnownQuery). */
+  #rememberQuery(query: string, known: KnownQuery): void {
+    if (this.#knownQueriesVersion !== this.#ctx.hub.version) {
+      this.#knownQueries.clear();
+      this.#knownQueriesVersion = this.#ctx.hub.version;
+    }
+    if (this.#knownQueries.size < MAX_CACHED_ANSWERS) this.#knownQueries.set(query, known);
+  }
+
+  async #handleParsed(req: IncomingMessage, res: ServerResponse, url: URL, isAnonymous: boolean): Promise<void> {
     const params = url.searchParams;
     const timeoutS = parseTimeout(params.get('timeout'));
     const limit = parseLimit(params.get('limit'), this.#ctx.config.pollBatchLimit);
@@ -109,14 +156,17 @@ export class LongPollTransport implements HttpTransport {
       return;
     }
     this.#showPresence(access, starts.keys(), timeoutS);
-    const answer = this.#sharedAnswer(request);
+    // Only what any anonymous poll with these bytes would get is remembered: no token, no reset.
+    const isRememberable = isAnonymous && !access.hasToken && request.resets.length === 0;
+    let answer = this.#sharedAnswer(request);
+    if (answer === undefined && timeoutS === 0) answer = this.#encode(this.#emptyAnswer(request), 0, callback);
     if (answer !== undefined) {
+      if (isRememberable) this.#rememberQuery(url.search, { answer, timeoutS });
       this.#write(res, answer);
       this.#ctx.counters.delivered.poll += answer.messageCount;
-    } else if (timeoutS === 0) {
-      this.#write(res, this.#encode(this.#emptyAnswer(request), 0, callback));
     } else {
-      this.#hold(res, request, timeoutS);
+      const group = this.#hold(res, request, timeoutS);
+      if (isRememberable) this.#rememberQuery(url.search, { group, timeoutS });
     }
   }
 
@@ -188,7 +238,8 @@ export class LongPollTransport implements HttpTransport {
     else this.#writeWithSession(waiter.res, answer, waiter.session.session, isCurrent, waiter.group.request.callback);
   }
 
-  #hold(res: ServerResponse, request: PollRequest, timeoutS: number, session?: Session): void {
+  /** Holds the poll in the group of its request (made on first use); returns the group. */
+  #hold(res: ServerResponse, request: PollRequest, timeoutS: number, session?: Session): WaitGroup {
     const key = requestKey(request);
     let group = this.#groups.get(key);
     if (group === undefined) {
@@ -196,6 +247,11 @@ export class LongPollTransport implements HttpTransport {
       this.#groups.set(key, group);
       for (const channel of request.cursor.channels) this.#ctx.hub.attach(channel, group);
     }
+    this.#wait(res, group, timeoutS, session);
+    return group;
+  }
+
+  #wait(res: ServerResponse, group: WaitGroup, timeoutS: number, session?: Session): void {
     const deadlineBucket = Math.ceil((Date.now() + timeoutS * 1000) / DEADLINE_BUCKET_MS);
     const waiter: Waiter = { res, group, deadlineBucket };
     if (session !== undefined) {

@@ -64,6 +64,29 @@ describe('long poll', { timeout: SUITE_TIMEOUT_MS }, () => {
     assert.deepEqual(body.messages.map((m) => m.data), ['x', 'y']);
   });
 
+  it('answers a repeated query afresh once anything is published, and holds it again when nothing is', async () => {
+    // Identical anonymous queries share what the first one led to, until the hub moves on.
+    const channel = freshChannel();
+    const other = freshChannel();
+    const { cursor } = await pollOnce(server.url, query({ channel, timeout: '0' }));
+    const same = query({ channel, cursor, timeout: '30' });
+    const held = server.counters.connections.poll;
+    const first = pollOnce(server.url, same);
+    await waitUntil(() => server.counters.connections.poll === held + 1, 'the first poll to be held');
+    const second = pollOnce(server.url, same);
+    await waitUntil(() => server.counters.connections.poll === held + 2, 'the same query to be held too');
+    await publishNumbers(server.url, channel, [1]);
+    for (const answer of await Promise.all([first, second])) assert.deepEqual(answer.messages.map((m) => m.kind === 'message' && m.data), [{ n: 1 }]);
+    assert.deepEqual((await pollOnce(server.url, same)).messages.map((m) => m.kind === 'message' && m.data), [{ n: 1 }], 'asked again: answered at once');
+    await publishNumbers(server.url, other, [9]); // another channel moves the hub's version
+    await publishNumbers(server.url, channel, [2]);
+    assert.deepEqual((await pollOnce(server.url, same)).messages.map((m) => m.kind === 'message' && m.data), [{ n: 1 }, { n: 2 }], 'a newer answer after a publish');
+    const short = query({ channel: other, cursor: (await pollOnce(server.url, query({ channel: other, since: 'beginning', timeout: '0' }))).cursor, timeout: '0' });
+    assert.deepEqual((await pollOnce(server.url, short)).messages, []);
+    await publishNumbers(server.url, other, [10]);
+    assert.deepEqual((await pollOnce(server.url, short)).messages.map((m) => m.kind === 'message' && m.data), [{ n: 10 }], 'a short poll answered empty before sees the new message');
+  });
+
   it('batches at most the limit per answer; the cursor continues from there', async () => {
     const channel = freshChannel();
     await publishNumbers(server.url, channel, Array.from({ length: 120 }, (_, i) => i + 1));
