@@ -6,6 +6,7 @@ import type { ResetNotice } from '../hub/hub.js';
 import type { FrameFormat } from '../hub/message.js';
 import type { TransportName } from '../metrics.js';
 import { Connection } from './connection.js';
+import { RollingSweep } from './rolling-sweep.js';
 import type { SessionStream, StreamChange } from './sessions.js';
 import { parseListenRequest, parsePresenceFlag, sessionParam } from './subscribe-request.js';
 import type { HttpTransport, TransportContext } from './transport.js';
@@ -96,10 +97,11 @@ export abstract class StreamingTransport implements HttpTransport {
   protected abstract readonly name: TransportName;
   protected readonly ctx: TransportContext;
   readonly #connections = new Set<ResponseConnection>();
-  #lastHeartbeatMs = Date.now();
+  readonly #heartbeats: RollingSweep<ResponseConnection>;
 
   constructor(ctx: TransportContext) {
     this.ctx = ctx;
+    this.#heartbeats = new RollingSweep(this.#connections, ctx.config.heartbeatMs);
   }
 
   /** Checks the request and says how to frame the response; throws a HeraldError to refuse it. */
@@ -149,9 +151,7 @@ export abstract class StreamingTransport implements HttpTransport {
   }
 
   tick(nowMs: number): void {
-    if (nowMs - this.#lastHeartbeatMs < this.ctx.config.heartbeatMs) return;
-    this.#lastHeartbeatMs = nowMs;
-    for (const connection of this.#connections) connection.heartbeat();
+    this.#heartbeats.tick(nowMs, (connection) => connection.heartbeat());
   }
 
   closeAll(): void {

@@ -10,6 +10,7 @@ import type { PresenceEvent } from '../presence/fan-out.js';
 import { MAX_CHANNELS_PER_SUBSCRIPTION, decodeCursor, isValidChannel, type Position } from '../hub/cursor.js';
 import type { ResetNotice, StartAt } from '../hub/hub.js';
 import { Connection } from './connection.js';
+import { RollingSweep } from './rolling-sweep.js';
 import { parsePresenceFlag, parseSince, parseSubscribeRequest } from './subscribe-request.js';
 import type { Transport, TransportContext } from './transport.js';
 
@@ -269,10 +270,11 @@ export class WebSocketTransport implements Transport {
   readonly #ctx: TransportContext;
   readonly #server: WebSocketServer;
   readonly #connections = new Set<WebSocketConnection>();
-  #lastPingMs = Date.now();
+  readonly #pings: RollingSweep<WebSocketConnection>;
 
   constructor(ctx: TransportContext) {
     this.#ctx = ctx;
+    this.#pings = new RollingSweep(this.#connections, ctx.config.heartbeatMs);
     this.#server = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -318,12 +320,11 @@ export class WebSocketTransport implements Transport {
   }
 
   tick(nowMs: number): void {
-    if (nowMs - this.#lastPingMs < this.#ctx.config.heartbeatMs) return;
-    this.#lastPingMs = nowMs;
-    for (const connection of this.#connections) {
+    // Each connection is visited once per period: no pong or frame since its last ping means dead.
+    this.#pings.tick(nowMs, (connection) => {
       if (connection.isAlive) connection.ping();
       else connection.close('heartbeat_timeout');
-    }
+    });
   }
 
   closeAll(): void {
