@@ -68,12 +68,18 @@ describe('SDK in Chromium: tabs share one connection', () => {
   };
 
   /** Starts `window.herald` (default transports) and subscribes `channels`, waiting for each to be ready. */
-  const start = async (page: Page, channels: string[], share?: boolean, since?: string): Promise<void> => {
+  const start = async (page: Page, channels: string[], share?: boolean, since?: string, transport?: string): Promise<void> => {
     await page.evaluate(
-      async ({ channels, share, since }) => {
+      async ({ channels, share, since, transport }) => {
         const w = globalThis as any;
         const inbox = w.inbox;
-        const herald = new w.Herald(location.origin, { backoff: { initialMs: 50, maxMs: 500 }, heartbeatMs: 1000, ...(share === undefined ? {} : { share }) });
+        const herald = new w.Herald(location.origin, {
+          backoff: { initialMs: 50, maxMs: 500 },
+          heartbeatMs: 1000,
+          pollTimeoutS: 5,
+          ...(share === undefined ? {} : { share }),
+          ...(transport === undefined ? {} : { transports: [transport] }),
+        });
         w.herald = herald;
         w.subs = {};
         herald.on('state', (s: StateChange) => inbox.states.push({ state: s.state, transport: s.transport, reason: s.reason }));
@@ -89,7 +95,7 @@ describe('SDK in Chromium: tabs share one connection', () => {
           await w.subs[channel].ready;
         }
       },
-      { channels, share, since },
+      { channels, share, since, transport },
     );
     await waitInPage(page, () => (globalThis as any).herald.state.state === 'connected', 10_000, 'connected');
   };
@@ -113,66 +119,70 @@ describe('SDK in Chromium: tabs share one connection', () => {
     }
   };
 
-  it('three tabs hold one connection, and the leader tab closed mid-stream loses nothing', async () => {
-    const context = await browser!.newContext();
-    await context.addInitScript('globalThis.__name = (fn) => fn;'); // see browser.ts openTestPage
-    try {
-      const tabs = new Map<Page, string[]>();
-      for (const own of ['tab.a', 'tab.b', 'tab.c']) {
-        const page = await openTab(context);
-        await start(page, ['tab.shared', own]);
-        tabs.set(page, ['tab.shared', own]);
+  // The new leader resumes every relayed channel from the cursors the tabs hold: channel by channel on
+  // WebSocket, one joined cursor on the HTTP transports.
+  for (const transport of ['websocket', 'sse', 'longpoll']) {
+    it(`three tabs hold one connection, and the leader tab closed mid-stream loses nothing (${transport})`, async () => {
+      const context = await browser!.newContext();
+      await context.addInitScript('globalThis.__name = (fn) => fn;'); // see browser.ts openTestPage
+      try {
+        const tabs = new Map<Page, string[]>();
+        for (const own of ['a', 'b', 'c'].map((t) => `${transport}.${t}`)) {
+          const page = await openTab(context);
+          await start(page, [`${transport}.shared`, own], undefined, undefined, transport);
+          tabs.set(page, [`${transport}.shared`, own]);
+        }
+        const all = [`${transport}.shared`, ...['a', 'b', 'c'].map((t) => `${transport}.${t}`)];
+        const pages = [...tabs.keys()];
+        const transports = await Promise.all(pages.map(transportOf));
+        const leaders = pages.filter((_, i) => transports[i] !== 'tab');
+        assert.equal(leaders.length, 1, `one leader: ${JSON.stringify(transports)}`);
+        assert.equal(transports.filter((t) => t === 'tab').length, 2, JSON.stringify(transports));
+        // The first tab leads and shows its own transport only, as a lone tab always did.
+        const { states: leaderStates } = await readInbox(leaders[0]!);
+        assert.ok(leaderStates.every((s) => s.transport === transports[pages.indexOf(leaders[0]!)]), JSON.stringify(leaderStates));
+
+        for (let n = 1; n <= 10; n++) await publishAll(all, n);
+        await expectAll(tabs, 10, 'shared');
+        const shared = await stats();
+        assert.equal(open(shared), 1, `one connection for three tabs: ${JSON.stringify(shared)}`);
+        assert.equal(shared.subscriptions, 4, JSON.stringify(shared));
+
+        // The leader tab goes while messages keep coming; one follower takes over.
+        const leader = leaders[0]!;
+        let closed: Promise<void> | undefined;
+        for (let n = 11; n <= 40; n++) {
+          await publishAll(all, n);
+          if (n === 15) closed = leader.close();
+          await new Promise((resolve) => setTimeout(resolve, 15));
+        }
+        await closed;
+        tabs.delete(leader);
+        await expectAll(tabs, 40, 'after the leader tab closed');
+        const rest = [...tabs.keys()];
+        const after = await Promise.all(rest.map(transportOf));
+        assert.equal(after.filter((t) => t !== 'tab').length, 1, `one new leader: ${JSON.stringify(after)}`);
+        const { states: newLeaderStates } = await readInbox(rest[after.findIndex((t) => t !== 'tab')]!);
+        assert.deepEqual(
+          newLeaderStates.map((s) => `${s.state} ${s.transport}`),
+          ['connecting tab', 'connected tab', `connecting ${transport}`, `connected ${transport}`],
+          'the new leader went from following to its own connection at once',
+        );
+        const taken = await statsUntil((s) => open(s) === 1 && s.subscriptions === 3, 'one connection with three channels');
+        assert.equal(open(taken), 1, JSON.stringify(taken));
+
+        // A follower letting its own channel go: the leader stops carrying it.
+        const follower = rest[after.indexOf('tab')]!;
+        const own = tabs.get(follower)!.find((c) => c !== `${transport}.shared`)!;
+        await follower.evaluate((channel) => (globalThis as any).subs[channel].unsubscribe(), own);
+        await statsUntil((s) => open(s) === 1 && s.subscriptions === 2, `${own} let go`);
+        const { states } = await readInbox(follower);
+        assert.ok(states.every((s) => s.transport === 'tab'), `a follower shows the tab transport: ${JSON.stringify(states)}`);
+      } finally {
+        await context.close();
       }
-      const all = ['tab.shared', 'tab.a', 'tab.b', 'tab.c'];
-      const pages = [...tabs.keys()];
-      const transports = await Promise.all(pages.map(transportOf));
-      const leaders = pages.filter((_, i) => transports[i] !== 'tab');
-      assert.equal(leaders.length, 1, `one leader: ${JSON.stringify(transports)}`);
-      assert.equal(transports.filter((t) => t === 'tab').length, 2, JSON.stringify(transports));
-      // The first tab leads and shows its own transport only, as a lone tab always did.
-      const { states: leaderStates } = await readInbox(leaders[0]!);
-      assert.ok(leaderStates.every((s) => s.transport === transports[pages.indexOf(leaders[0]!)]), JSON.stringify(leaderStates));
-
-      for (let n = 1; n <= 10; n++) await publishAll(all, n);
-      await expectAll(tabs, 10, 'shared');
-      const shared = await stats();
-      assert.equal(open(shared), 1, `one connection for three tabs: ${JSON.stringify(shared)}`);
-      assert.equal(shared.subscriptions, 4, JSON.stringify(shared));
-
-      // The leader tab goes while messages keep coming; one follower takes over.
-      const leader = leaders[0]!;
-      let closed: Promise<void> | undefined;
-      for (let n = 11; n <= 40; n++) {
-        await publishAll(all, n);
-        if (n === 15) closed = leader.close();
-        await new Promise((resolve) => setTimeout(resolve, 15));
-      }
-      await closed;
-      tabs.delete(leader);
-      await expectAll(tabs, 40, 'after the leader tab closed');
-      const rest = [...tabs.keys()];
-      const after = await Promise.all(rest.map(transportOf));
-      assert.equal(after.filter((t) => t !== 'tab').length, 1, `one new leader: ${JSON.stringify(after)}`);
-      const { states: newLeaderStates } = await readInbox(rest[after.findIndex((t) => t !== 'tab')]!);
-      assert.deepEqual(
-        newLeaderStates.map((s) => `${s.state} ${s.transport}`),
-        ['connecting tab', 'connected tab', 'connecting websocket', 'connected websocket'],
-        'the new leader went from following to its own WebSocket at once',
-      );
-      const taken = await statsUntil((s) => open(s) === 1 && s.subscriptions === 3, 'one connection with three channels');
-      assert.equal(open(taken), 1, JSON.stringify(taken));
-
-      // A follower letting its own channel go: the leader stops carrying it.
-      const follower = rest[after.indexOf('tab')]!;
-      const own = tabs.get(follower)!.find((c) => c !== 'tab.shared')!;
-      await follower.evaluate((channel) => (globalThis as any).subs[channel].unsubscribe(), own);
-      await statsUntil((s) => open(s) === 1 && s.subscriptions === 2, `${own} let go`);
-      const { states } = await readInbox(follower);
-      assert.ok(states.every((s) => s.transport === 'tab'), `a follower shows the tab transport: ${JSON.stringify(states)}`);
-    } finally {
-      await context.close();
-    }
-  });
+    });
+  }
 
   it('a tab asking for more than the leader carries catches up by itself', async () => {
     const context = await browser!.newContext();
