@@ -9,6 +9,7 @@ import type { DemoTokens } from '../auth/demo-tokens.js';
 import { RateLimiter } from '../auth/rate-limit.js';
 import { readJsonBody } from './body.js';
 import { HeraldError } from './errors.js';
+import type { HeaderFields } from './cors.js';
 import { sendJson } from './respond.js';
 
 const DEMO_HTML = new URL('../demo/demo.html', import.meta.url);
@@ -37,9 +38,11 @@ export function isDemoPath(path: string): boolean {
 export class DemoTokenEndpoint {
   readonly #tokens: DemoTokens;
   readonly #limiter = new RateLimiter(TOKENS_PER_S);
+  readonly #cors: HeaderFields;
 
-  constructor(tokens: DemoTokens) {
+  constructor(tokens: DemoTokens, cors: HeaderFields) {
     this.#tokens = tokens;
+    this.#cors = cors;
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -48,7 +51,7 @@ export class DemoTokenEndpoint {
     if (!this.#limiter.take(req.socket.remoteAddress ?? '')) {
       throw new HeraldError('rate_limited', 'Too many demo tokens from this address; retry in a second.');
     }
-    sendJson(res, 200, await this.#tokens.issue(name, seed));
+    sendJson(res, 200, await this.#tokens.issue(name, seed), this.#cors);
   }
 }
 
@@ -74,7 +77,7 @@ function readRequest(body: unknown): { name: string; seed: string | undefined } 
 
 let cached: Buffer | undefined;
 
-export async function serveDemo(req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function serveDemo(req: IncomingMessage, res: ServerResponse, cors: HeaderFields): Promise<void> {
   try {
     cached ??= await readFile(DEMO_HTML);
   } catch {
@@ -85,6 +88,7 @@ export async function serveDemo(req: IncomingMessage, res: ServerResponse): Prom
     'Content-Length': cached.length,
     'Cache-Control': 'no-cache',
     'X-Content-Type-Options': 'nosniff',
+    ...cors,
   });
   res.end(req.method === 'HEAD' ? undefined : cached);
 }

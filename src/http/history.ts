@@ -4,6 +4,7 @@ import { cursorSegment, isValidChannel } from '../hub/cursor.js';
 import type { Hub } from '../hub/hub.js';
 import type { Message } from '../hub/message.js';
 import { HeraldError } from './errors.js';
+import type { HeaderFields } from './cors.js';
 import { sendJsonText } from './respond.js';
 
 const DEFAULT_LIMIT = 100;
@@ -18,7 +19,7 @@ const MAX_LIMIT = 1000;
  * Allowed to the backend (publish key), a token whose `channels` claim covers the channel, or anyone
  * on an anonymous channel.
  */
-export async function handleHistory(req: IncomingMessage, res: ServerResponse, url: URL, hub: Hub, auth: Authenticator): Promise<void> {
+export async function handleHistory(req: IncomingMessage, res: ServerResponse, url: URL, hub: Hub, auth: Authenticator, cors: HeaderFields): Promise<void> {
   const params = url.searchParams;
   const channel = params.get('channel');
   if (channel === null || channel === '') throw new HeraldError('channel_missing');
@@ -50,6 +51,7 @@ export async function handleHistory(req: IncomingMessage, res: ServerResponse, u
     res,
     200,
     `{"messages":[${envelopes}],"offset":${log.headOffset},"oldest":${log.oldestOffset},"epoch":"${log.epoch}","cursor":"${cursor}"}`,
+    cors,
   );
 }
 

@@ -7,6 +7,7 @@ import type { AppendInput } from '../store/store.js';
 import { authorizePublish } from './auth.js';
 import { readJsonBody } from './body.js';
 import { HeraldError } from './errors.js';
+import type { HeaderFields } from './cors.js';
 import { sendJson } from './respond.js';
 
 const EVENT_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -54,6 +55,7 @@ export interface PublishDeps {
   maxBodyBytes: number;
   /** Client publishes (with a token) per second, by user. */
   clientLimiter: RateLimiter;
+  cors: HeaderFields;
 }
 
 /**
@@ -82,5 +84,5 @@ export async function handlePublish(req: IncomingMessage, res: ServerResponse, d
       epoch: message.epoch,
       ...(isDuplicate ? { duplicate: true } : {}),
     })),
-  });
+  }, deps.cors);
 }

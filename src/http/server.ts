@@ -12,6 +12,7 @@ import type { SessionRegistry } from '../transports/sessions.js';
 import type { HttpTransport } from '../transports/transport.js';
 import type { WebSocketTransport } from '../transports/websocket.js';
 import { authorizeBackend } from './auth.js';
+import { applyRequestCors, corsHeaders, isOriginAllowed, type HeaderFields } from './cors.js';
 import { ERRORS, HeraldError } from './errors.js';
 import { DEMO_TOKEN_PATH, DemoTokenEndpoint, isDemoPath, serveDemo } from './demo.js';
 import { handleHistory } from './history.js';
@@ -46,9 +47,11 @@ const PREFLIGHT_HEADERS = {
 /** The HTTP edge: routing, CORS, and turning errors into responses. No message logic lives here. */
 export function createEdge(deps: EdgeDeps): Server {
   const { logger } = deps;
-  const demoTokens = deps.auth.demo === undefined ? undefined : new DemoTokenEndpoint(deps.auth.demo);
+  const cors = corsHeaders(deps.config);
+  const preflightHeaders = { ...PREFLIGHT_HEADERS, ...cors };
+  const demoTokens = deps.auth.demo === undefined ? undefined : new DemoTokenEndpoint(deps.auth.demo, cors);
   const server = createServer((req, res) => {
-    route(deps, req, res, demoTokens).catch((err: unknown) => fail(res, err, logger));
+    route(deps, req, res, { cors, preflightHeaders, demoTokens }).catch((err: unknown) => fail(res, err, logger, cors));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     upgrade(deps, req, socket, head).catch((err: unknown) => refuseUpgrade(socket, err, logger));
@@ -74,19 +77,27 @@ function refuseUpgrade(socket: Duplex, err: unknown, logger: Logger): void {
   );
 }
 
-/** `demoTokens`: undefined when the demo is off, and then /demo and /demo/token are 404. */
-async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse, demoTokens: DemoTokenEndpoint | undefined): Promise<void> {
+/** What the edge builds once for every request. */
+interface EdgeConstants {
+  /** The CORS fields of every answer (see ./cors.ts), for each writer's writeHead. */
+  cors: HeaderFields;
+  preflightHeaders: HeaderFields;
+  /** Undefined when the demo is off, and then /demo and /demo/token are 404. */
+  demoTokens: DemoTokenEndpoint | undefined;
+}
+
+async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse, { cors, preflightHeaders, demoTokens }: EdgeConstants): Promise<void> {
   const { config, hub } = deps;
   const url = new URL(req.url ?? '/', 'http://herald');
-  applyCors(config, req, res);
+  applyRequestCors(config, req, res);
   if (req.method === 'OPTIONS') {
-    res.writeHead(204, PREFLIGHT_HEADERS).end();
+    res.writeHead(204, preflightHeaders).end();
     return;
   }
   const path = url.pathname;
   if (path === '/v1/publish') {
     requireMethod(req, 'POST');
-    return handlePublish(req, res, { hub, auth: deps.auth, publishKey: config.publishKey, maxBodyBytes: config.maxBodyBytes, clientLimiter: deps.clientLimiter });
+    return handlePublish(req, res, { hub, auth: deps.auth, publishKey: config.publishKey, maxBodyBytes: config.maxBodyBytes, clientLimiter: deps.clientLimiter, cors });
   }
   if (path === DEMO_TOKEN_PATH) {
     if (demoTokens === undefined) throw new HeraldError('not_found');
@@ -95,29 +106,29 @@ async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse, 
   }
   if (path.startsWith(SESSION_PATH_PREFIX)) {
     requireMethod(req, 'POST');
-    return handleSessionChange(req, res, url, { hub, auth: deps.auth, sessions: deps.sessions, maxBodyBytes: config.maxBodyBytes });
+    return handleSessionChange(req, res, url, { hub, auth: deps.auth, sessions: deps.sessions, maxBodyBytes: config.maxBodyBytes, cors });
   }
   requireMethod(req, 'GET', 'HEAD');
   const transport = deps.httpTransports[path];
   if (transport !== undefined) return transport.handle(req, res, url);
-  if (isClientAsset(path)) return serveClientAsset(req, res, path);
-  if (isDemoPath(path) && demoTokens !== undefined) return serveDemo(req, res);
+  if (isClientAsset(path)) return serveClientAsset(req, res, path, cors);
+  if (isDemoPath(path) && demoTokens !== undefined) return serveDemo(req, res, cors);
   switch (path) {
     case '/healthz':
-      return sendJson(res, 200, { status: 'ok' });
+      return sendJson(res, 200, { status: 'ok' }, cors);
     case '/metrics': {
       const text = await deps.registry.metrics();
-      res.writeHead(200, { 'Content-Type': deps.registry.contentType, 'Cache-Control': 'no-store' }).end(text);
+      res.writeHead(200, { 'Content-Type': deps.registry.contentType, 'Cache-Control': 'no-store', ...cors }).end(text);
       return;
     }
     case '/v1/history':
-      return handleHistory(req, res, url, hub, deps.auth);
+      return handleHistory(req, res, url, hub, deps.auth, cors);
     case '/v1/presence':
     case '/v1/presence/count':
-      return handlePresence(req, res, url, deps.presence, deps.auth);
+      return handlePresence(req, res, url, deps.presence, deps.auth, cors);
     case '/v1/stats':
       authorizeBackend(req, config.publishKey);
-      return sendJson(res, 200, stats(deps));
+      return sendJson(res, 200, stats(deps), cors);
     default:
       throw new HeraldError('not_found');
   }
@@ -140,25 +151,8 @@ function requireMethod(req: IncomingMessage, ...methods: string[]): void {
   if (!methods.includes(req.method ?? '')) throw new HeraldError('method_not_allowed');
 }
 
-function fail(res: ServerResponse, err: unknown, logger: Logger): void {
-  if (err instanceof HeraldError) return sendError(res, err);
+function fail(res: ServerResponse, err: unknown, logger: Logger, cors: HeaderFields): void {
+  if (err instanceof HeraldError) return sendError(res, err, cors);
   logger.error({ err }, 'request failed');
-  sendError(res, new HeraldError('internal', ERRORS.internal.message));
-}
-
-function isOriginAllowed(config: Config, origin: string | undefined, isWebSocket: boolean): boolean {
-  if (config.corsOrigins === '*') return true;
-  // Only browsers send Origin; a WebSocket without one is a backend client, not a cross-site page.
-  if (origin === undefined) return isWebSocket;
-  return config.corsOrigins.includes(origin);
-}
-
-function applyCors(config: Config, req: IncomingMessage, res: ServerResponse): void {
-  if (config.corsOrigins === '*') {
-    res.setHeader('Access-Control-Allow-Origin', '*');
-    return;
-  }
-  res.setHeader('Vary', 'Origin');
-  const origin = req.headers.origin;
-  if (origin !== undefined && isOriginAllowed(config, origin, false)) res.setHeader('Access-Control-Allow-Origin', origin);
+  sendError(res, new HeraldError('internal', ERRORS.internal.message), cors);
 }

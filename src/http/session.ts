@@ -6,6 +6,7 @@ import type { SessionRegistry } from '../transports/sessions.js';
 import { parseSince } from '../transports/subscribe-request.js';
 import { readJsonBody } from './body.js';
 import { HeraldError } from './errors.js';
+import type { HeaderFields } from './cors.js';
 import { sendJsonText } from './respond.js';
 
 export const SESSION_PATH_PREFIX = '/v1/session/';
@@ -19,6 +20,7 @@ export interface SessionDeps {
   auth: Authenticator;
   sessions: SessionRegistry;
   maxBodyBytes: number;
+  cors: HeaderFields;
 }
 
 interface ChangeBody {
@@ -45,7 +47,7 @@ export async function handleSessionChange(req: IncomingMessage, res: ServerRespo
   }
   const { channels, cursor } = session.change({ ...body, access }, deps.hub);
   const cursorField = cursor === undefined ? '' : `,"cursor":"${cursor}"`;
-  sendJsonText(res, 200, `{"session":"${session.id}","channels":${JSON.stringify(channels)}${cursorField}}`);
+  sendJsonText(res, 200, `{"session":"${session.id}","channels":${JSON.stringify(channels)}${cursorField}}`, deps.cors);
 }
 
 function parseChangeBody(value: unknown): ChangeBody {

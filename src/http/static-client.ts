@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HeaderFields } from './cors.js';
 import { HeraldError } from './errors.js';
 
 // Resolves to <root>/dist/client both from src/http (tsx) and from dist/http (built).
@@ -52,13 +53,14 @@ async function load(path: string): Promise<Asset> {
   return asset;
 }
 
-export async function serveClientAsset(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+export async function serveClientAsset(req: IncomingMessage, res: ServerResponse, path: string, cors: HeaderFields): Promise<void> {
   const asset = await load(path);
   const headers = {
     'Content-Type': ASSETS.get(path)!,
     'Cache-Control': CACHE_CONTROL,
     ETag: asset.etag,
     'X-Content-Type-Options': 'nosniff',
+    ...cors,
   };
   if (matchesEtag(req.headers['if-none-match'], asset.etag)) {
     res.writeHead(304, headers).end();

@@ -59,46 +59,106 @@ interface Entry extends Position {
   segment: string;
 }
 
+const NO_CHANNELS: readonly string[] = Object.freeze([]);
+
 /**
  * The positions of one subscription (one connection's channels). `advance` is called for every message
  * delivered and refuses anything at or before the known position, so a message can never be delivered
  * twice, whatever order replay and live fan-out interleave in. One per connection: kept small.
+ *
+ * Nearly every connection and poll follows one channel, so that channel, its position and its segment
+ * are plain fields: no Map, no entry object, no channel array, and a delivery touches only this object.
+ * A Map of entries exists only while two channels or more are subscribed.
  */
 export class SubscriptionCursor {
-  readonly #entries = new Map<string, Entry>();
-  #sortedChannels: readonly string[] = [];
+  /** The one subscribed channel; undefined when none is, or when #entries holds two or more. */
+  #soleChannel: string | undefined;
+  #soleEpoch = '';
+  #soleOffset = 0;
+  #soleSegment = '';
+  /** Every channel's entry while two or more are subscribed; undefined otherwise. */
+  #entries: Map<string, Entry> | undefined;
+  /** The channels of #entries, sorted; kept only alongside #entries. */
+  #sortedChannels: readonly string[] = NO_CHANNELS;
   /** Segments a client's resume cursor holds for channels not subscribed (yet); see `carry`. */
   #carried: Map<string, string> | undefined;
   #cached: string | undefined;
 
+  /** The subscribed channels, sorted. */
   get channels(): readonly string[] {
-    return this.#sortedChannels;
+    // A one-channel cursor keeps no array: callers read the list on subscribe and close, not per message.
+    return this.#soleChannel !== undefined ? [this.#soleChannel] : this.#sortedChannels;
   }
 
   get size(): number {
-    return this.#entries.size;
+    if (this.#soleChannel !== undefined) return 1;
+    return this.#entries?.size ?? 0;
   }
 
   has(channel: string): boolean {
-    return this.#entries.has(channel);
+    if (this.#soleChannel !== undefined) return channel === this.#soleChannel;
+    return this.#entries?.has(channel) ?? false;
   }
 
+  /** The channel's position as it is now (a snapshot for a one-channel cursor). */
   position(channel: string): Position | undefined {
-    return this.#entries.get(channel);
+    if (this.#soleChannel !== undefined) {
+      return channel === this.#soleChannel ? { epoch: this.#soleEpoch, offset: this.#soleOffset } : undefined;
+    }
+    return this.#entries?.get(channel);
   }
 
   set(channel: string, { epoch, offset }: Position): void {
-    if (!this.#entries.has(channel)) this.#sortedChannels = [...this.#sortedChannels, channel].sort();
-    this.#entries.set(channel, { epoch, offset, segment: cursorSegment(channel, epoch, offset) });
+    const segment = cursorSegment(channel, epoch, offset);
+    if (this.#entries !== undefined) {
+      if (!this.#entries.has(channel)) this.#sortedChannels = [...this.#sortedChannels, channel].sort();
+      this.#entries.set(channel, { epoch, offset, segment });
+    } else if (this.#soleChannel === undefined || this.#soleChannel === channel) {
+      this.#soleChannel = channel;
+      this.#soleEpoch = epoch;
+      this.#soleOffset = offset;
+      this.#soleSegment = segment;
+    } else {
+      // A second channel: from here on both live in the map.
+      this.#entries = new Map([
+        [this.#soleChannel, { epoch: this.#soleEpoch, offset: this.#soleOffset, segment: this.#soleSegment }],
+        [channel, { epoch, offset, segment }],
+      ]);
+      this.#sortedChannels = [this.#soleChannel, channel].sort();
+      this.#clearSole();
+    }
     this.#carried?.delete(channel);
     this.#cached = undefined;
   }
 
   delete(channel: string): void {
     if (this.#carried?.delete(channel)) this.#cached = undefined;
-    if (!this.#entries.delete(channel)) return;
-    this.#sortedChannels = this.#sortedChannels.filter((c) => c !== channel);
+    if (this.#soleChannel !== undefined) {
+      if (channel !== this.#soleChannel) return;
+      this.#clearSole();
+    } else {
+      if (this.#entries === undefined || !this.#entries.delete(channel)) return;
+      this.#sortedChannels = this.#sortedChannels.filter((c) => c !== channel);
+      if (this.#entries.size === 1) {
+        // Back to one channel: back to plain fields, and the map is freed.
+        const sole = this.#sortedChannels[0]!;
+        const entry = this.#entries.get(sole)!;
+        this.#entries = undefined;
+        this.#sortedChannels = NO_CHANNELS;
+        this.#soleChannel = sole;
+        this.#soleEpoch = entry.epoch;
+        this.#soleOffset = entry.offset;
+        this.#soleSegment = entry.segment;
+      }
+    }
     this.#cached = undefined;
+  }
+
+  #clearSole(): void {
+    this.#soleChannel = undefined;
+    this.#soleEpoch = '';
+    this.#soleOffset = 0;
+    this.#soleSegment = '';
   }
 
   /**
@@ -109,19 +169,30 @@ export class SubscriptionCursor {
    * call carried, and stays within MAX_CHANNELS_PER_SUBSCRIPTION so the cursor stays valid.
    */
   carry(resumeCursor: ReadonlyMap<string, Position>): void {
-    const carried = new Map<string, string>();
+    let carried: Map<string, string> | undefined;
+    const size = this.size;
     for (const [channel, { epoch, offset }] of resumeCursor) {
-      if (this.#entries.has(channel)) continue;
-      if (this.#entries.size + carried.size >= MAX_CHANNELS_PER_SUBSCRIPTION) break;
+      if (this.has(channel)) continue;
+      if (size + (carried?.size ?? 0) >= MAX_CHANNELS_PER_SUBSCRIPTION) break;
+      carried ??= new Map();
       carried.set(channel, cursorSegment(channel, epoch, offset));
     }
-    this.#carried = carried.size > 0 ? carried : undefined;
+    this.#carried = carried;
     this.#cached = undefined;
   }
 
   /** Moves the channel's position to `message`; false when the message is not new to this subscription. */
   advance(message: { channel: string; epoch: string; offset: number; cursorSegment: string }): boolean {
-    const entry = this.#entries.get(message.channel);
+    if (this.#soleChannel !== undefined) {
+      if (message.channel !== this.#soleChannel) return false;
+      if (this.#soleEpoch === message.epoch && message.offset <= this.#soleOffset) return false;
+      this.#soleEpoch = message.epoch;
+      this.#soleOffset = message.offset;
+      this.#soleSegment = message.cursorSegment;
+      this.#cached = undefined;
+      return true;
+    }
+    const entry = this.#entries?.get(message.channel);
     if (entry === undefined) return false;
     if (entry.epoch === message.epoch && message.offset <= entry.offset) return false;
     entry.epoch = message.epoch;
@@ -133,16 +204,17 @@ export class SubscriptionCursor {
 
   toString(): string {
     if (this.#cached !== undefined) return this.#cached;
-    const channels = this.#sortedChannels;
     if (this.#carried !== undefined && this.#carried.size > 0) {
       const segments = new Map(this.#carried);
-      for (const [channel, entry] of this.#entries) segments.set(channel, entry.segment);
+      if (this.#soleChannel !== undefined) segments.set(this.#soleChannel, this.#soleSegment);
+      for (const [channel, entry] of this.#entries ?? []) segments.set(channel, entry.segment);
       this.#cached = [...segments.keys()].sort().map((c) => segments.get(c)!).join('.');
-    } else if (channels.length === 1) {
+    } else if (this.#soleChannel !== undefined) {
       // The fan-out case: the same string as the message's own segment, so frames are shared.
-      this.#cached = this.#entries.get(channels[0]!)!.segment;
+      this.#cached = this.#soleSegment;
     } else {
-      this.#cached = channels.map((c) => this.#entries.get(c)!.segment).join('.');
+      const entries = this.#entries;
+      this.#cached = entries === undefined ? '' : this.#sortedChannels.map((c) => entries.get(c)!.segment).join('.');
     }
     return this.#cached;
   }

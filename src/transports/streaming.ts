@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Access } from '../auth/access.js';
 import type { PresenceEvent } from '../presence/fan-out.js';
+import { corsHeaders, type HeaderFields } from '../http/cors.js';
 import type { ErrorCode } from '../http/errors.js';
 import type { ResetNotice } from '../hub/hub.js';
 import type { FrameFormat } from '../hub/message.js';
@@ -98,10 +99,31 @@ export abstract class StreamingTransport implements HttpTransport {
   protected readonly ctx: TransportContext;
   readonly #connections = new Set<ResponseConnection>();
   readonly #heartbeats: RollingSweep<ResponseConnection>;
+  /** The response's header fields by content type (CORS included), built once: see #headersFor. */
+  readonly #headers = new Map<string, HeaderFields>();
 
   constructor(ctx: TransportContext) {
     this.ctx = ctx;
     this.#heartbeats = new RollingSweep(this.#connections, ctx.config.heartbeatMs);
+  }
+
+  /**
+   * One object per content type, handed to writeHead as it is: with every field there and none set
+   * before, Node keeps no header store for the life of the stream.
+   */
+  #headersFor(contentType: string): HeaderFields {
+    let headers = this.#headers.get(contentType);
+    if (headers === undefined) {
+      headers = {
+        'Content-Type': contentType,
+        'Cache-Control': 'no-cache',
+        'X-Accel-Buffering': 'no',
+        'X-Content-Type-Options': 'nosniff',
+        ...corsHeaders(this.ctx.config),
+      };
+      this.#headers.set(contentType, headers);
+    }
+    return headers;
   }
 
   /** Checks the request and says how to frame the response; throws a HeraldError to refuse it. */
@@ -126,12 +148,7 @@ export abstract class StreamingTransport implements HttpTransport {
       if (wantsPresence && asked.starts.has(channel)) access.requireSeePresence(channel);
     }
     if (res.destroyed) return; // the client left while its token was being verified
-    res.writeHead(200, {
-      'Content-Type': wire.contentType,
-      'Cache-Control': 'no-cache',
-      'X-Accel-Buffering': 'no',
-      'X-Content-Type-Options': 'nosniff',
-    });
+    res.writeHead(200, this.#headersFor(wire.contentType));
     res.flushHeaders();
     if (wire.opening.length > 0) res.write(wire.opening);
     const session = sessionId === undefined ? undefined : this.ctx.sessions.claim(sessionId, access);

@@ -289,7 +289,8 @@ export class WebSocketTransport implements Transport {
    */
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
     const hasInitial = url.searchParams.has('channel') || url.searchParams.has('cursor');
-    const starts = hasInitial ? parseSubscribeRequest(url.searchParams) : new Map<string, StartAt>();
+    // Most sockets subscribe by frames: they get no map of starts at all.
+    const starts = hasInitial ? parseSubscribeRequest(url.searchParams) : undefined;
     // Nothing listens for socket errors until ws takes the socket over; one must not crash the server.
     const onEarlyError = (): void => void socket.destroy();
     socket.on('error', onEarlyError);
@@ -300,23 +301,31 @@ export class WebSocketTransport implements Transport {
       socket.off('error', onEarlyError);
     }
     const wantsPresence = parsePresenceFlag(url.searchParams.get('presence'));
-    for (const channel of starts.keys()) {
+    for (const channel of starts?.keys() ?? []) {
       access.requireSubscribe(channel);
       if (wantsPresence) access.requireSeePresence(channel);
     }
     if (socket.destroyed) return;
-    this.#server.handleUpgrade(req, socket, head, (ws) => {
-      const connection = new WebSocketConnection(this.#ctx, ws, socket, access);
-      this.#connections.add(connection);
-      const release = (): void => {
-        connection.close();
-        this.#connections.delete(connection);
-      };
-      ws.on('close', release);
-      ws.on('error', release);
-      if (starts.size > 0) connection.subscribe(starts);
-      for (const channel of starts.keys()) connection.enterPresence(channel, wantsPresence);
-    });
+    this.#server.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, socket, access, starts, wantsPresence));
+  }
+
+  /**
+   * Wires an upgraded socket. A method rather than code in the handleUpgrade callback: the listeners
+   * made here live as long as the socket, and closures made inside `upgrade` would keep its whole
+   * scope (the request, its URL, the starts) alive with them.
+   */
+  #accept(ws: WebSocket, socket: Duplex, access: Access, starts: ReadonlyMap<string, StartAt> | undefined, wantsPresence: boolean): void {
+    const connection = new WebSocketConnection(this.#ctx, ws, socket, access);
+    this.#connections.add(connection);
+    const release = (): void => {
+      connection.close();
+      this.#connections.delete(connection);
+    };
+    ws.on('close', release);
+    ws.on('error', release);
+    if (starts === undefined || starts.size === 0) return;
+    connection.subscribe(starts);
+    for (const channel of starts.keys()) connection.enterPresence(channel, wantsPresence);
   }
 
   tick(nowMs: number): void {
