@@ -85,11 +85,10 @@ export class LongPollTransport implements HttpTransport {
   readonly #ctx: TransportContext;
   readonly #groups = new Map<string, WaitGroup>();
   readonly #deadlines = new Map<number, Set<Waiter>>();
-  /** Answers by request key, valid while the hub's version is #answersVersion. */
+  /** Answers by request key, and what known queries led to: both valid while the hub's version is #cachedVersion. */
   readonly #answers = new Map<string, EncodedAnswer | null>();
-  #answersVersion = -1;
   readonly #knownQueries = new Map<string, KnownQuery>();
-  #knownQueriesVersion = -1;
+  #cachedVersion = -1;
   /** An answer's header fields but its length, CORS included, per content type: built once. */
   readonly #jsonHeaders: HeaderFields;
   readonly #scriptHeaders: HeaderFields;
@@ -109,11 +108,7 @@ export class LongPollTransport implements HttpTransport {
 
   /** Answers (or holds) a poll whose raw query was seen since the hub's version last moved; false when it was not. */
   #answerKnownQuery(res: ServerResponse, query: string): boolean {
-    if (this.#knownQueriesVersion !== this.#ctx.hub.version) {
-      this.#knownQueries.clear();
-      this.#knownQueriesVersion = this.#ctx.hub.version;
-      return false;
-    }
+    this.#dropStaleCaches();
     const known = this.#knownQueries.get(query);
     if (known === undefined) return false;
     if (known.answer !== undefined) {
@@ -126,12 +121,17 @@ export class LongPollTransport implements HttpTransport {
     return true;
   }
 
+  /** Anything published since the caches were filled may change every answer: they start over. */
+  #dropStaleCaches(): void {
+    if (this.#cachedVersion === this.#ctx.hub.version) return;
+    this.#answers.clear();
+    this.#knownQueries.clear();
+    this.#cachedVersion = this.#ctx.hub.version;
+  }
+
   /** Remembers what an anonymous poll without a session led to (see KnownQuery). */
   #rememberQuery(query: string, known: KnownQuery): void {
-    if (this.#knownQueriesVersion !== this.#ctx.hub.version) {
-      this.#knownQueries.clear();
-      this.#knownQueriesVersion = this.#ctx.hub.version;
-    }
+    this.#dropStaleCaches();
     if (this.#knownQueries.size < MAX_CACHED_ANSWERS) this.#knownQueries.set(query, known);
   }
 
@@ -292,10 +292,7 @@ export class LongPollTransport implements HttpTransport {
    */
   #sharedAnswer(request: PollRequest): EncodedAnswer | undefined {
     if (request.resets.length > 0) return this.#computeAnswer(request);
-    if (this.#answersVersion !== this.#ctx.hub.version) {
-      this.#answers.clear();
-      this.#answersVersion = this.#ctx.hub.version;
-    }
+    this.#dropStaleCaches();
     const key = requestKey(request);
     let answer = this.#answers.get(key);
     if (answer === undefined) {
