@@ -1,4 +1,4 @@
-import { HeraldError } from '../http/errors.js';
+import { HeraldError } from '../errors.js';
 import { ChannelPolicy } from './policy.js';
 import type { TokenClaims } from './token.js';
 

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config.js';
-import { HeraldError } from '../http/errors.js';
+import { HeraldError } from '../errors.js';
 import { Access } from './access.js';
 import { DEMO_CHANNELS, DemoTokens, isDemoEnabled } from './demo-tokens.js';
 import { ChannelPolicy } from './policy.js';

@@ -17,7 +17,7 @@ import {
   type JWSHeaderParameters,
 } from 'jose';
 import type { Config } from '../config.js';
-import { HeraldError } from '../http/errors.js';
+import { HeraldError } from '../errors.js';
 import { ChannelPolicy } from './policy.js';
 
 /** What a verified token grants. */

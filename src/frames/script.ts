@@ -1,7 +1,7 @@
 // Output that a browser runs as script (JSONP, the hidden-iframe stream) must never run anything but
 // the one call we mean. The callback name is validated, never echoed raw; JSON has "<", ">", "&" and
 // U+2028/U+2029 escaped so no "</script>" or line terminator can break out (OWASP XSS rule #3.1).
-import { HeraldError } from '../http/errors.js';
+import { HeraldError } from '../errors.js';
 
 const CALLBACK_PATTERN = /^[A-Za-z_$][A-Za-z0-9_$]{0,63}(\.[A-Za-z_$][A-Za-z0-9_$]{0,63}){0,4}$/;
 const RESERVED = new Set(['eval', 'Function', 'constructor', '__proto__', 'prototype', 'import', 'require']);

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Access } from '../auth/access.js';
 import { bearerOf, type Authenticator } from '../auth/authenticator.js';
-import { HeraldError } from './errors.js';
+import { HeraldError } from '../errors.js';
 
 /**
  * Backend-only endpoints (publish, stats): with a publish key, `Authorization: Bearer <key>`; without

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { HeraldError } from './errors.js';
+import { HeraldError } from '../errors.js';
 
 /** Reads a JSON body of at most `maxBytes`; refuses more without buffering it. */
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {

@@ -8,8 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DemoTokens } from '../auth/demo-tokens.js';
 import { RateLimiter } from '../auth/rate-limit.js';
 import { readJsonBody } from './body.js';
-import { HeraldError } from './errors.js';
-import type { HeaderFields } from './cors.js';
+import { HeraldError } from '../errors.js';
+import type { HeaderFields } from '../cors.js';
 import { sendJson } from './respond.js';
 
 const DEMO_HTML = new URL('../demo/demo.html', import.meta.url);

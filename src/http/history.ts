@@ -3,8 +3,8 @@ import type { Authenticator } from '../auth/authenticator.js';
 import { cursorSegment, isValidChannel } from '../hub/cursor.js';
 import type { Hub } from '../hub/hub.js';
 import type { Message } from '../hub/message.js';
-import { HeraldError } from './errors.js';
-import type { HeaderFields } from './cors.js';
+import { HeraldError } from '../errors.js';
+import type { HeaderFields } from '../cors.js';
 import { sendJsonText } from './respond.js';
 
 const DEFAULT_LIMIT = 100;

@@ -2,8 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authenticator } from '../auth/authenticator.js';
 import { isValidChannel } from '../hub/cursor.js';
 import type { Presence } from '../presence/presence.js';
-import { HeraldError } from './errors.js';
-import type { HeaderFields } from './cors.js';
+import { HeraldError } from '../errors.js';
+import type { HeaderFields } from '../cors.js';
 import { sendJson } from './respond.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import type { HeaderFields } from './cors.js';
-import { HeraldError } from './errors.js';
+import type { HeaderFields } from '../cors.js';
+import { HeraldError } from '../errors.js';
 
 // Every writer takes the server's constant CORS fields (`corsHeaders` in ./cors.ts) so that they go out
 // in the one writeHead; a required parameter, so no answer can leave without them.

@@ -5,8 +5,8 @@ import type { Hub, StartAt } from '../hub/hub.js';
 import type { SessionRegistry } from '../transports/sessions.js';
 import { parseSince } from '../transports/subscribe-request.js';
 import { readJsonBody } from './body.js';
-import { HeraldError } from './errors.js';
-import type { HeaderFields } from './cors.js';
+import { HeraldError } from '../errors.js';
+import type { HeaderFields } from '../cors.js';
 import { sendJsonText } from './respond.js';
 
 export const SESSION_PATH_PREFIX = '/v1/session/';

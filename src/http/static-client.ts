@@ -4,8 +4,8 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { HeaderFields } from './cors.js';
-import { HeraldError } from './errors.js';
+import type { HeaderFields } from '../cors.js';
+import { HeraldError } from '../errors.js';
 
 // Resolves to <root>/dist/client both from src/http (tsx) and from dist/http (built).
 const CLIENT_DIR = new URL('../../dist/client/', import.meta.url);

@@ -4,7 +4,7 @@
 // segment base64url("channel\nepoch\noffset"). A message's own segment is computed once and shared, so a
 // one-channel subscription's cursor costs nothing per subscriber.
 
-import { HeraldError } from '../http/errors.js';
+import { HeraldError } from '../errors.js';
 
 export interface Position {
   epoch: string;

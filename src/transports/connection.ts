@@ -1,6 +1,6 @@
 import type { Access } from '../auth/access.js';
 import type { Expiring } from '../auth/expiry.js';
-import type { ErrorCode } from '../http/errors.js';
+import type { ErrorCode } from '../errors.js';
 import { SubscriptionCursor } from '../hub/cursor.js';
 import type { ResetNotice, ResolvedStart, StartAt, Subscriber } from '../hub/hub.js';
 import type { FrameFormat, Message } from '../hub/message.js';

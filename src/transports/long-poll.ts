@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { scriptSafeJson, validateCallback } from '../frames/script.js';
 import { resetJson } from '../frames/reset.js';
-import { corsHeaders, type HeaderFields } from '../http/cors.js';
-import { HeraldError } from '../http/errors.js';
+import { corsHeaders, type HeaderFields } from '../cors.js';
+import { HeraldError } from '../errors.js';
 import type { Access } from '../auth/access.js';
 import { SubscriptionCursor } from '../hub/cursor.js';
 import type { ResetNotice, StartAt, Subscriber } from '../hub/hub.js';

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Access } from '../auth/access.js';
 import { ndjsonPresenceJson } from '../frames/ndjson.js';
-import { HeraldError } from '../http/errors.js';
+import { HeraldError } from '../errors.js';
 import { MAX_CHANNELS_PER_SUBSCRIPTION, encodeCursor, type Position } from '../hub/cursor.js';
 import type { Hub, ResolvedStart, StartAt } from '../hub/hub.js';
 import type { Counters } from '../metrics.js';

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { SSE_KEEPALIVE, SSE_MESSAGE, sseOpen, ssePresence, sseReset, sseSession, sseSessionChange, sseTokenExpired } from '../frames/sse.js';
-import { HeraldError } from '../http/errors.js';
+import { HeraldError } from '../errors.js';
 import { StreamingTransport, type StreamWire } from './streaming.js';
 import type { TransportContext } from './transport.js';
 

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Access } from '../auth/access.js';
 import type { PresenceEvent } from '../presence/fan-out.js';
-import { corsHeaders, type HeaderFields } from '../http/cors.js';
-import type { ErrorCode } from '../http/errors.js';
+import { corsHeaders, type HeaderFields } from '../cors.js';
+import type { ErrorCode } from '../errors.js';
 import type { ResetNotice } from '../hub/hub.js';
 import type { FrameFormat } from '../hub/message.js';
 import type { TransportName } from '../metrics.js';

@@ -1,4 +1,4 @@
-import { HeraldError } from '../http/errors.js';
+import { HeraldError } from '../errors.js';
 import { CHANNEL_PATTERN, MAX_CHANNELS_PER_SUBSCRIPTION, decodeCursor, type Position } from '../hub/cursor.js';
 import type { StartAt } from '../hub/hub.js';
 

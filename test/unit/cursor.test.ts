@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { MAX_CHANNELS_PER_SUBSCRIPTION, SubscriptionCursor, cursorSegment, decodeCursor, encodeCursor, type Position } from '../../src/hub/cursor.js';
-import { HeraldError } from '../../src/http/errors.js';
+import { HeraldError } from '../../src/errors.js';
 
 const channel = fc.stringMatching(/^[A-Za-z0-9_.:@/-]{1,40}$/);
 const position = fc.record({ epoch: fc.stringMatching(/^[A-Za-z0-9]{1,16}$/), offset: fc.nat({ max: 2 ** 40 }) });

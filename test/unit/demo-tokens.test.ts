@@ -9,7 +9,7 @@ import { DEMO_CHANNELS, DemoTokens, isDemoEnabled } from '../../src/auth/demo-to
 import { ChannelPolicy } from '../../src/auth/policy.js';
 import type { TokenClaims } from '../../src/auth/token.js';
 import { DEFAULT_CONFIG } from '../../src/config.js';
-import { HeraldError } from '../../src/http/errors.js';
+import { HeraldError } from '../../src/errors.js';
 import { SECRET, signHs256 } from '../helpers/tokens.js';
 
 describe('demo tokens', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Access } from '../../src/auth/access.js';
 import { ChannelPolicy } from '../../src/auth/policy.js';
-import { HeraldError } from '../../src/http/errors.js';
+import { HeraldError } from '../../src/errors.js';
 import { Counters } from '../../src/metrics.js';
 import { PresenceFanOut } from '../../src/presence/fan-out.js';
 import { MemoryPresence } from '../../src/presence/memory.js';

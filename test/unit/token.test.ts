@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TokenVerifier, type TokenConfig } from '../../src/auth/token.js';
 import { DEFAULT_CONFIG } from '../../src/config.js';
-import { HeraldError } from '../../src/http/errors.js';
+import { HeraldError } from '../../src/errors.js';
 import { SECRET, ecKeyPair, rsaKeyPair, signHs256, signHs256WithBytes, signWithKey, unsignedToken } from '../helpers/tokens.js';
 
 const nowS = (): number => Math.floor(Date.now() / 1000);

@@ -5,7 +5,7 @@
 // of a stream). With an allow-list the answer depends on the request's Origin and `applyRequestCors`
 // sets it per request, with `Vary: Origin`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Config } from '../config.js';
+import type { Config } from './config.js';
 
 /** Header fields as `writeHead` takes them. */
 export type HeaderFields = Readonly<Record<string, string | number>>;
