@@ -47,6 +47,7 @@ export const ERRORS = {
   },
   heartbeat_timeout: { status: 408, message: 'The client stopped answering heartbeats.', wsCloseCode: 4009 },
   auth_unavailable: { status: 503, message: 'The keys that verify tokens could not be fetched; retry shortly.' },
+  engine_unavailable: { status: 503, message: 'The message engine (Redis) cannot be reached; nothing was stored. Retry shortly.', wsCloseCode: 1011 },
   shutting_down: { status: 503, message: 'The server is shutting down; reconnect and resume.', wsCloseCode: 1001 },
   internal: { status: 500, message: 'Internal error.', wsCloseCode: 1011 },
 } as const satisfies Record<string, ErrorSpec>;
@@ -66,4 +67,11 @@ export class HeraldError extends Error {
   toJSON(): { error: { code: ErrorCode; message: string } } {
     return { error: { code: this.code, message: this.message } };
   }
+}
+
+/** `err` as the HeraldError to show a client: an unexpected error is logged and shown as `internal`. */
+export function asHeraldError(err: unknown, logger: { error(fields: object, message: string): void }): HeraldError {
+  if (err instanceof HeraldError) return err;
+  logger.error({ err }, 'unexpected error');
+  return new HeraldError('internal');
 }

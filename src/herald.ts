@@ -3,7 +3,6 @@ import { pino, type Logger } from 'pino';
 import { Authenticator } from './auth/authenticator.js';
 import { ExpirySchedule } from './auth/expiry.js';
 import { RateLimiter } from './auth/rate-limit.js';
-import { LocalBroker } from './broker/local.js';
 import { PresenceFanOut } from './presence/fan-out.js';
 import { MemoryPresence } from './presence/memory.js';
 import { DEFAULT_CONFIG, type Config } from './config.js';
@@ -12,7 +11,8 @@ import { Hub } from './hub/hub.js';
 import { Counters, createRegistry } from './metrics.js';
 import { MemoryStore } from './store/memory.js';
 import { SqliteStore } from './store/sqlite.js';
-import type { Store } from './store/store.js';
+import { EmbeddedEngine } from './engine/embedded.js';
+import type { Engine } from './engine/engine.js';
 import { HttpStreamTransport } from './transports/http-stream.js';
 import { IframeTransport } from './transports/iframe.js';
 import { LongPollTransport } from './transports/long-poll.js';
@@ -34,9 +34,10 @@ export interface RunningHerald {
   close(): Promise<void>;
 }
 
-function createStore(config: Config): Store {
+async function createEngine(config: Config): Promise<Engine> {
   const retention = { maxMessages: config.historySize, ttlMs: config.historyTtlMs };
-  return config.store === 'memory' ? new MemoryStore(retention) : new SqliteStore(config.dataDir, retention);
+  if (config.store === 'memory') return new EmbeddedEngine(new MemoryStore(retention));
+  return new EmbeddedEngine(new SqliteStore(config.dataDir, retention));
 }
 
 /** Wires store → broker → hub → transports → HTTP edge, and listens. */
@@ -47,9 +48,8 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
   const auth = new Authenticator(config);
   const expiry = new ExpirySchedule();
   const counters = new Counters();
-  const store = createStore(config);
-  const broker = new LocalBroker();
-  const hub = new Hub(store, broker, counters);
+  const engine = await createEngine(config);
+  const hub = new Hub(engine, counters);
   const presence = new MemoryPresence();
   const presenceFanOut = new PresenceFanOut(presence);
   const sessions = new SessionRegistry(presenceFanOut, config.sessionIdleMs, counters);
@@ -94,7 +94,7 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
   const { port } = server.address() as AddressInfo;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
-  log.info({ url, store: store.kind, dataDir: config.store === 'sqlite' ? config.dataDir : undefined }, 'herald started');
+  log.info({ url, engine: engine.kind, dataDir: config.store === 'sqlite' ? config.dataDir : undefined }, 'herald started');
 
   let closing: Promise<void> | undefined;
   return {
@@ -111,8 +111,7 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
           server.close(() => resolve());
           server.closeAllConnections();
         });
-        await broker.close();
-        store.close();
+        await engine.close();
       })();
       return closing;
     },

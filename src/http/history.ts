@@ -31,8 +31,9 @@ export async function handleHistory(req: IncomingMessage, res: ServerResponse, u
   const access = await auth.fromRequest(req, url);
   access.requireSubscribe(channel);
 
+  await hub.ready([channel]);
   // Everything below is synchronous: the messages, the head and the cursor are one consistent view.
-  const log = hub.store.log(channel);
+  const log = hub.window(channel);
   const upper = Math.max(0, Math.min(before === undefined ? Infinity : before - 1, log.headOffset));
   let messages: Message[];
   let coveredUpTo: number;

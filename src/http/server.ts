@@ -114,8 +114,10 @@ async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse, 
   if (isClientAsset(path)) return serveClientAsset(req, res, path, cors);
   if (isDemoPath(path) && demoTokens !== undefined) return serveDemo(req, res, cors);
   switch (path) {
-    case '/healthz':
-      return sendJson(res, 200, { status: 'ok' }, cors);
+    case '/healthz': {
+      const health = hub.engine.health();
+      return sendJson(res, health.status === 'ok' ? 200 : 503, { ...health, engine: hub.engine.kind }, cors);
+    }
     case '/metrics': {
       const text = await deps.registry.metrics();
       res.writeHead(200, { 'Content-Type': deps.registry.contentType, 'Cache-Control': 'no-store', ...cors }).end(text);
@@ -138,7 +140,7 @@ function stats({ hub, counters }: EdgeDeps): unknown {
   const subscribers = [...hub.subscriberCounts()].sort((a, b) => b[1] - a[1]);
   return {
     connections: counters.connections,
-    channels: hub.store.channelCount,
+    channels: hub.engine.channelCount,
     subscriptions: hub.subscriptionCount,
     // The busiest channels; a server with a million channels should not answer with a million rows.
     subscribers: Object.fromEntries(subscribers.slice(0, 1000)),

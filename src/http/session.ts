@@ -40,6 +40,7 @@ export async function handleSessionChange(req: IncomingMessage, res: ServerRespo
   const id = url.pathname.slice(SESSION_PATH_PREFIX.length);
   const access = await deps.auth.fromRequest(req, url);
   const body = parseChangeBody(await readJsonBody(req, deps.maxBodyBytes));
+  await deps.hub.readyFor(body.subscribe);
   const session = deps.sessions.require(id, access);
   for (const channel of body.subscribe.keys()) {
     access.requireSubscribe(channel);

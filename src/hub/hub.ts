@@ -1,5 +1,5 @@
-import type { Broker } from '../broker/broker.js';
-import type { AppendInput, AppendResult, Store } from '../store/store.js';
+import type { AppendInput, AppendResult, Engine } from '../engine/engine.js';
+import type { ChannelLog } from '../store/channel-log.js';
 import type { Counters } from '../metrics.js';
 import type { Position } from './cursor.js';
 import { ChannelSets } from './channel-sets.js';
@@ -21,6 +21,11 @@ export interface ResetNotice {
 export interface Subscriber {
   /** Called synchronously, in offset order per channel; must not throw or wait. */
   onMessage(message: Message): void;
+  /**
+   * The channel's history started over under the subscriber (the engine lost it, or it no longer
+   * reaches the window): what comes next continues from `notice.from` in `notice.epoch`.
+   */
+  onReset(notice: ResetNotice): void;
 }
 
 export interface ResolvedStart {
@@ -29,32 +34,68 @@ export interface ResolvedStart {
 }
 
 /**
- * The middle of Herald: accepted messages go into the store, out through the broker, and back in here
- * to be fanned out to this node's subscribers. Transports only ever talk to the hub.
+ * The middle of Herald: accepted messages go into the engine (which stores them and carries them to
+ * every node), and come back in here to be fanned out to this node's subscribers. Transports only
+ * ever talk to the hub; the hub never knows which engine runs.
+ *
+ * Reads are synchronous, from this node's window of each channel, so that a subscriber's last read and
+ * its attach are one step. A channel's window may first need loading (the engine may be across the
+ * network): callers `await hub.ready(channels)` before resolving, reading or attaching.
  */
 export class Hub {
-  readonly store: Store;
-  readonly #broker: Broker;
+  readonly engine: Engine;
   readonly #counters: Counters;
   readonly #subscribers = new ChannelSets<Subscriber>();
   #version = 0;
 
-  constructor(store: Store, broker: Broker, counters: Counters) {
-    this.store = store;
-    this.#broker = broker;
+  constructor(engine: Engine, counters: Counters) {
+    this.engine = engine;
     this.#counters = counters;
-    broker.onMessages((messages) => this.#fanOut(messages));
+    engine.connect({
+      onMessages: (messages) => this.#fanOut(messages),
+      onReset: (notice) => this.#reset(notice),
+    });
   }
 
-  /** Stores the batch (all or nothing), then announces the new messages. */
+  /** Stores the batch (atomic as the engine says); the engine announces the new messages. */
   async publish(batch: readonly AppendInput[]): Promise<AppendResult[]> {
-    const results = await this.store.append(batch);
-    const fresh = results.filter((r) => !r.isDuplicate).map((r) => r.message);
-    if (fresh.length > 0) {
-      this.#counters.published += fresh.length;
-      this.#broker.publish(fresh);
-    }
+    const results = await this.engine.publish(batch);
+    for (const result of results) if (!result.isDuplicate) this.#counters.published++;
     return results;
+  }
+
+  /**
+   * Resolves once every channel's window is on this node; undefined (nothing to wait for) when they
+   * all are already, so the common case stays synchronous.
+   */
+  ready(channels: Iterable<string>): Promise<void> | undefined {
+    let missing: string[] | undefined;
+    for (const channel of channels) {
+      if (this.engine.window(channel) === undefined) (missing ??= []).push(channel);
+    }
+    return missing === undefined ? undefined : this.engine.load(missing);
+  }
+
+  /**
+   * `ready` for subscriptions starting at `starts`. On an engine elsewhere this node's window may lag
+   * behind the engine (a cursor handed out by a faster node): a position past the window's head is
+   * first caught up with the engine, so only a position past the engine's own head is a reset.
+   */
+  readyFor(starts: ReadonlyMap<string, StartAt>): Promise<void> | undefined {
+    let behind: string[] | undefined;
+    for (const [channel, start] of starts) {
+      const log = this.engine.window(channel);
+      if (log === undefined) return this.engine.load([...starts.keys()]).then(() => this.readyFor(starts));
+      if (typeof start === 'object' && start.epoch === log.epoch && start.offset > log.headOffset) (behind ??= []).push(channel);
+    }
+    return behind === undefined ? undefined : this.engine.catchUp(behind);
+  }
+
+  /** The channel's window; only after `ready` resolved for it. */
+  window(channel: string): ChannelLog {
+    const log = this.engine.window(channel);
+    if (log === undefined) throw new Error(`channel ${channel} read before hub.ready()`);
+    return log;
   }
 
   /**
@@ -62,7 +103,7 @@ export class Hub {
    * position lies outside the retained history of the current epoch, a reset notice says so.
    */
   resolve(channel: string, start: StartAt): ResolvedStart {
-    const log = this.store.log(channel);
+    const log = this.window(channel);
     const oldest = log.oldestOffset;
     const at = (offset: number, reset?: ResetNotice): ResolvedStart => {
       if (reset !== undefined) this.#counters.resets++;
@@ -84,7 +125,7 @@ export class Hub {
 
   /** Up to `limit` retained messages after `afterOffset`, from memory. */
   read(channel: string, afterOffset: number, limit: number): Message[] {
-    return this.store.log(channel).after(afterOffset, limit);
+    return this.window(channel).after(afterOffset, limit);
   }
 
   attach(channel: string, subscriber: Subscriber): void {
@@ -95,10 +136,10 @@ export class Hub {
     this.#subscribers.remove(channel, subscriber);
   }
 
-  /** Applies retention and lets the store forget windows no subscriber here uses. */
+  /** Applies retention and lets the engine forget windows no subscriber here uses. */
   sweep(nowMs: number): void {
     this.#version++;
-    this.store.sweep(nowMs, (channel) => this.#subscribers.has(channel));
+    this.engine.sweep(nowMs, (channel) => this.#subscribers.has(channel));
   }
 
   /**
@@ -134,5 +175,13 @@ export class Hub {
       if (set === undefined) continue;
       for (const subscriber of set) subscriber.onMessage(message);
     }
+  }
+
+  #reset(notice: ResetNotice): void {
+    this.#version++;
+    const set = this.#subscribers.get(notice.channel);
+    if (set === undefined) return;
+    this.#counters.resets += set.size;
+    for (const subscriber of [...set]) subscriber.onReset(notice);
   }
 }

@@ -191,6 +191,10 @@ export abstract class Connection implements Subscriber, Expiring, PresenceListen
         });
         return;
       }
+      if (position.offset !== 0 && position.epoch !== this.ctx.hub.window(channel).epoch) {
+        this.#recheckReplaying(); // the channel's history started over while it replayed
+        continue;
+      }
       const messages = this.ctx.hub.read(channel, position.offset, REPLAY_BATCH);
       if (messages.length === 0) {
         this.#replaying.shift();
@@ -215,6 +219,12 @@ export abstract class Connection implements Subscriber, Expiring, PresenceListen
       this.cursor.set(channel, resolved);
       this.write(this.resetFrame(reset, this.cursor.toString()));
     }
+  }
+
+  onReset(notice: ResetNotice): void {
+    if (!this.cursor.has(notice.channel)) return;
+    this.cursor.set(notice.channel, { epoch: notice.epoch, offset: notice.from - 1 });
+    this.write(this.resetFrame(notice, this.cursor.toString()));
   }
 
   unsubscribe(channel: string): void {

@@ -75,6 +75,11 @@ class WaitGroup implements Subscriber {
     if (position === undefined || (position.epoch === message.epoch && message.offset <= position.offset)) return;
     this.#transport.answerGroup(this);
   }
+
+  /** The held polls' positions mean nothing in the new history: each is answered, and its next poll hears of the reset. */
+  onReset(): void {
+    this.#transport.answerGroupEmpty(this);
+  }
 }
 
 /**
@@ -153,6 +158,7 @@ export class LongPollTransport implements HttpTransport {
       access.requireSubscribe(channel);
       if (isPresenceWanted && asked.starts.has(channel)) access.requireSeePresence(channel);
     }
+    await this.#ctx.hub.readyFor(starts);
     if (res.destroyed) return;
     const request = this.#resolve(starts, limit, callback);
     if (sessionId !== undefined) {
@@ -283,6 +289,10 @@ export class LongPollTransport implements HttpTransport {
     if (answer === undefined) return;
     this.#ctx.counters.delivered.poll += answer.messageCount * group.waiters.size;
     for (const waiter of [...group.waiters]) this.#answerWaiter(waiter, answer);
+  }
+
+  answerGroupEmpty(group: WaitGroup): void {
+    for (const waiter of [...group.waiters]) this.#answerEmpty(waiter);
   }
 
   /**

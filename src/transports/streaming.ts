@@ -147,7 +147,8 @@ export abstract class StreamingTransport implements HttpTransport {
       access.requireSubscribe(channel);
       if (wantsPresence && asked.starts.has(channel)) access.requireSeePresence(channel);
     }
-    if (res.destroyed) return; // the client left while its token was being verified
+    await this.ctx.hub.readyFor(starts);
+    if (res.destroyed) return; // the client left while its token was verified or its channels loaded
     res.writeHead(200, this.#headersFor(wire.contentType));
     res.flushHeaders();
     if (wire.opening.length > 0) res.write(wire.opening);

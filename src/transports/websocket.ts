@@ -4,7 +4,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Access } from '../auth/access.js';
 import { TokenBucket } from '../auth/rate-limit.js';
 import { WS_MESSAGE, wsControl, wsPresence, wsReset, wsTokenExpired } from '../frames/websocket.js';
-import { ERRORS, HeraldError, type ErrorCode, type ErrorSpec } from '../errors.js';
+import { ERRORS, HeraldError, asHeraldError, type ErrorCode, type ErrorSpec } from '../errors.js';
 import { toAppendInput } from '../hub/publish-input.js';
 import type { PresenceEvent } from '../presence/fan-out.js';
 import { MAX_CHANNELS_PER_SUBSCRIPTION, decodeCursor, isValidChannel, type Position } from '../hub/cursor.js';
@@ -155,10 +155,22 @@ class WebSocketConnection extends Connection {
       return;
     }
     if (this.cursor.size >= MAX_CHANNELS_PER_SUBSCRIPTION) throw new HeraldError('too_many_channels');
-    if (resumeCursor !== undefined) this.cursor.carry(resumeCursor);
-    this.#reply('subscribed', { channel }, id);
-    this.subscribe(new Map([[channel, start]]));
-    this.enterPresence(channel, wantsPresence);
+    const starts = new Map([[channel, start]]);
+    const subscribeNow = (): void => {
+      if (this.isClosed) return;
+      if (resumeCursor !== undefined) this.cursor.carry(resumeCursor);
+      this.#reply('subscribed', { channel }, id);
+      this.subscribe(starts);
+      this.enterPresence(channel, wantsPresence);
+    };
+    const loading = this.ctx.hub.readyFor(starts);
+    if (loading === undefined) return subscribeNow();
+    // The channel's window is being loaded from the engine: later frames wait, so they keep their order.
+    this.#waiting = [];
+    loading
+      .then(subscribeNow)
+      .catch((err: unknown) => this.#error(asHeraldError(err, this.ctx.logger), id, { channel }))
+      .finally(() => this.#resumeFrames());
   }
 
   /** `{"op":"presence","channel"}` → `{"op":"presence","channel","members":[{user,info,connections}]}`. */
@@ -215,11 +227,7 @@ class WebSocketConnection extends Connection {
     this.ctx.auth
       .fromToken(token)
       .then((access) => this.#applyAccess(access, reply, id))
-      .catch((err: unknown) => {
-        if (err instanceof HeraldError) return this.#error(err, id, {});
-        this.ctx.logger.error({ err }, 'token verification failed');
-        this.#error(new HeraldError('internal'), id, {});
-      })
+      .catch((err: unknown) => this.#error(asHeraldError(err, this.ctx.logger), id, {}))
       .finally(() => this.#resumeFrames());
   }
 
@@ -305,6 +313,7 @@ export class WebSocketTransport implements Transport {
       access.requireSubscribe(channel);
       if (wantsPresence) access.requireSeePresence(channel);
     }
+    if (starts !== undefined) await this.#ctx.hub.readyFor(starts);
     if (socket.destroyed) return;
     this.#server.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, socket, access, starts, wantsPresence));
   }

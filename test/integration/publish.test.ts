@@ -355,6 +355,6 @@ describe('stats and metrics', { timeout: SUITE_TIMEOUT_MS }, () => {
   it('answers /healthz', async () => {
     const res = await fetch(`${server.url}/healthz`);
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { status: 'ok' });
+    assert.deepEqual(await res.json(), { status: 'ok', engine: 'memory' });
   });
 });

@@ -167,7 +167,7 @@ describe('resources', () => {
       await publisher;
     }
     await waitReleased(herald);
-    assert.equal(herald.hub.store.channelCount, CYCLE_CHANNELS.length + 1, 'no channel window beyond the ones used');
+    assert.equal(herald.hub.engine.channelCount, CYCLE_CHANNELS.length + 1, 'no channel window beyond the ones used');
     // Server and clients share this process: 8,000 more cycles may not leave more than ~1 KiB each.
     const growth = heapAfter[1]! - heapAfter[0]!;
     t.diagnostic(`heap after 2,000 cycles ${(heapAfter[0]! / 1048576).toFixed(1)} MiB, after 10,000 ${(heapAfter[1]! / 1048576).toFixed(1)} MiB`);

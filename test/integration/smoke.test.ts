@@ -13,7 +13,7 @@ describe('server basics', () => {
   it('answers /healthz', async () => {
     const res = await fetch(`${herald.url}/healthz`);
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { status: 'ok' });
+    assert.deepEqual(await res.json(), { status: 'ok', engine: 'memory' });
   });
 
   it('publishes with consecutive offsets and answers a short poll from the beginning', async () => {

@@ -37,11 +37,11 @@ describe('retention', () => {
     const herald = await startTestServer();
     servers.push(herald);
     await publish(herald.url, { channel: 'kept', data: 1 });
-    const before = herald.hub.store.channelCount;
+    const before = herald.hub.engine.channelCount;
     for (let i = 0; i < 200; i++) await poll(herald, `channel=random-${i}`);
-    assert.equal(herald.hub.store.channelCount, before + 200);
+    assert.equal(herald.hub.engine.channelCount, before + 200);
     herald.hub.sweep(Date.now());
-    assert.equal(herald.hub.store.channelCount, 1);
+    assert.equal(herald.hub.engine.channelCount, 1);
     const body = await poll(herald, 'channel=kept&since=beginning');
     assert.deepEqual(body.messages.map((m) => m.data), [1]);
   });
@@ -56,7 +56,7 @@ describe('retention', () => {
     };
     const cursor = (await poll(herald, 'channel=disk')).cursor;
     herald.hub.sweep(Date.now());
-    assert.equal(herald.hub.store.channelCount, 0, 'an unused window leaves memory');
+    assert.equal(herald.hub.engine.channelCount, 0, 'an unused window leaves memory');
     const again = (await (await publish(herald.url, { channel: 'disk', data: 'a', idempotencyKey: 'k' })).json()) as {
       results: { offset: number; epoch: string; duplicate?: boolean }[];
     };
