@@ -2,7 +2,8 @@ export interface Config {
   host: string;
   /** 0 picks a free port. */
   port: number;
-  store: 'sqlite' | 'memory';
+  /** 'sqlite', 'memory', or a Redis URL (redis://, rediss://, redis-cluster://). */
+  store: string;
   dataDir: string;
   /** Required as `Authorization: Bearer` on publish and stats; without one, only loopback may publish. */
   publishKey: string | undefined;

@@ -12,6 +12,7 @@ import { Counters, createRegistry } from './metrics.js';
 import { MemoryStore } from './store/memory.js';
 import { SqliteStore } from './store/sqlite.js';
 import { EmbeddedEngine } from './engine/embedded.js';
+import { isRedisStore } from './engine/redis/url.js';
 import type { Engine } from './engine/engine.js';
 import { HttpStreamTransport } from './transports/http-stream.js';
 import { IframeTransport } from './transports/iframe.js';
@@ -34,10 +35,14 @@ export interface RunningHerald {
   close(): Promise<void>;
 }
 
-async function createEngine(config: Config): Promise<Engine> {
+async function createEngine(config: Config, log: Logger): Promise<Engine> {
   const retention = { maxMessages: config.historySize, ttlMs: config.historyTtlMs };
   if (config.store === 'memory') return new EmbeddedEngine(new MemoryStore(retention));
-  return new EmbeddedEngine(new SqliteStore(config.dataDir, retention));
+  if (config.store === 'sqlite') return new EmbeddedEngine(new SqliteStore(config.dataDir, retention));
+  if (!isRedisStore(config.store)) throw new Error(`unknown store ${JSON.stringify(config.store)}`);
+  // Loaded only when used: a single node never opens a Redis client.
+  const { connectRedisEngine } = await import('./engine/redis/redis-engine.js');
+  return connectRedisEngine(config.store, retention, log);
 }
 
 /** Wires store → broker → hub → transports → HTTP edge, and listens. */
@@ -48,7 +53,7 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
   const auth = new Authenticator(config);
   const expiry = new ExpirySchedule();
   const counters = new Counters();
-  const engine = await createEngine(config);
+  const engine = await createEngine(config, log);
   const hub = new Hub(engine, counters);
   const presence = new MemoryPresence();
   const presenceFanOut = new PresenceFanOut(presence);

@@ -1,3 +1,4 @@
+import { isRedisStore, parseRedisUrl } from '../engine/redis/url.js';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isValidPattern, parsePatternList } from '../auth/policy.js';
@@ -11,7 +12,9 @@ Every option can also be set as an environment variable: --history-size → HERA
 
   --host HOST             address to listen on (default ${DEFAULT_CONFIG.host})
   --port PORT             port to listen on; 0 picks a free one (default ${DEFAULT_CONFIG.port})
-  --store sqlite|memory   durable embedded store, or volatile memory (default ${DEFAULT_CONFIG.store})
+  --store sqlite|memory|URL  durable embedded store, volatile memory, or a Redis engine shared by
+                          many nodes: redis://[USER:PASS@]HOST:PORT[/DB], rediss://… (TLS),
+                          redis-cluster://HOST:PORT[,HOST:PORT…] (default ${DEFAULT_CONFIG.store})
   --data-dir DIR          where the sqlite store keeps its files (default ${DEFAULT_CONFIG.dataDir})
   --publish-key KEY       require "Authorization: Bearer KEY" to publish; without it only loopback may
   --history-size N        messages retained per channel (default ${DEFAULT_CONFIG.historySize})
@@ -99,7 +102,11 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv): Partial<
     return port;
   });
   set('store', 'store', (t) => {
-    if (t !== 'sqlite' && t !== 'memory') throw new Error(`--store is sqlite or memory, got ${JSON.stringify(t)}`);
+    if (isRedisStore(t)) {
+      parseRedisUrl(t); // refuses a malformed URL here, at startup
+      return t;
+    }
+    if (t !== 'sqlite' && t !== 'memory') throw new Error(`--store is sqlite, memory or a Redis URL (redis://HOST:PORT, redis-cluster://HOST:PORT,…), got ${JSON.stringify(t)}`);
     return t;
   });
   set('data-dir', 'dataDir', (t) => t);

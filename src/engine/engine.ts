@@ -6,6 +6,7 @@
 //   - ReplicaEngine (replica.ts): the truth is elsewhere (Redis, the primary of `--workers`); this
 //     node keeps a bounded window per active channel as a cache, fed by the engine's fan-out and
 //     repaired from its history when the fan-out loses something.
+import { HeraldError } from '../errors.js';
 import type { ResetNotice } from '../hub/hub.js';
 import type { Message } from '../hub/message.js';
 import type { AppendInput, AppendResult } from '../store/store.js';
@@ -72,4 +73,27 @@ export interface Engine {
   readonly channelCount: number;
   health(): EngineHealth;
   close(): Promise<void>;
+}
+
+/**
+ * A batch stored in part, where the engine is atomic per channel only (a Redis Cluster): `results`
+ * has each stored message's result, undefined where it was not stored.
+ */
+export class PartialPublishError extends HeraldError {
+  readonly results: (AppendResult | undefined)[];
+  readonly #channels: string[];
+
+  constructor(results: (AppendResult | undefined)[], channels: string[], detail: string) {
+    super('engine_unavailable', `Part of the batch was stored (each channel is all or nothing on a Redis Cluster): ${detail}`);
+    this.results = results;
+    this.#channels = channels;
+  }
+
+  /** The error, and per message what became of it: its offset where stored, `stored: false` where not. */
+  override toJSON(): { error: { code: 'engine_unavailable'; message: string } } {
+    const results = this.results.map((r, i) =>
+      r === undefined ? { channel: this.#channels[i], stored: false } : { channel: r.message.channel, offset: r.message.offset, epoch: r.message.epoch, ...(r.isDuplicate ? { duplicate: true } : {}) },
+    );
+    return { error: { code: 'engine_unavailable', message: this.message }, results } as ReturnType<PartialPublishError['toJSON']>;
+  }
 }
