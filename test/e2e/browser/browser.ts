@@ -1,4 +1,4 @@
-// Real headless Chromium (Debian's /usr/bin/chromium, installed by scripts/ensure-chromium.sh) driven by
+// Real headless Chromium (Debian's /usr/bin/chromium, installed by scripts/ensure-packages.sh) driven by
 // playwright-core, and a tiny same-origin test page that loads the SDK the way a site does:
 // <script src="/herald.iife.js"> from the Herald server under test.
 import { chromium, type Browser, type Page } from 'playwright-core';
