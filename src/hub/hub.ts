@@ -1,4 +1,5 @@
 import type { AppendInput, AppendResult, Engine } from '../engine/engine.js';
+import { HeraldError } from '../errors.js';
 import type { ChannelLog } from '../store/channel-log.js';
 import type { Counters } from '../metrics.js';
 import type { Position } from './cursor.js';
@@ -78,15 +79,23 @@ export class Hub {
 
   /**
    * `ready` for subscriptions starting at `starts`. On an engine elsewhere this node's window may lag
-   * behind the engine (a cursor handed out by a faster node): a position past the window's head is
-   * first caught up with the engine, so only a position past the engine's own head is a reset.
+   * behind the engine (a cursor handed out by a faster node): a position past the window's head, or
+   * of another epoch, is first caught up with the engine, so only what the engine itself no longer
+   * has is a reset.
    */
   readyFor(starts: ReadonlyMap<string, StartAt>): Promise<void> | undefined {
+    const loading = this.ready(starts.keys());
+    return loading === undefined ? this.#catchUpFor(starts) : loading.then(() => this.#catchUpFor(starts));
+  }
+
+  #catchUpFor(starts: ReadonlyMap<string, StartAt>): Promise<void> | undefined {
     let behind: string[] | undefined;
     for (const [channel, start] of starts) {
       const log = this.engine.window(channel);
-      if (log === undefined) return this.engine.load([...starts.keys()]).then(() => this.readyFor(starts));
-      if (typeof start === 'object' && start.epoch === log.epoch && start.offset > log.headOffset) (behind ??= []).push(channel);
+      if (log === undefined) throw new HeraldError('engine_unavailable', `The window of ${channel} could not be loaded.`);
+      // Past the head, or in another epoch (this node may not have heard of a new one yet).
+      const mayBeAhead = typeof start === 'object' && start.offset > 0 && (start.epoch !== log.epoch || start.offset > log.headOffset);
+      if (mayBeAhead) (behind ??= []).push(channel);
     }
     return behind === undefined ? undefined : this.engine.catchUp(behind);
   }
