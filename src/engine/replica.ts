@@ -289,8 +289,9 @@ export class ReplicaEngine implements Engine {
     try {
       const after = replica.log.headOffset;
       read = await this.#backend.read(channel, after);
-      // Another epoch: its history is read from its start, not from an offset of the old one.
-      if (read.epoch !== undefined && read.epoch !== replica.log.epoch && after > 0) read = await this.#backend.read(channel, 0);
+      // Another epoch, or a head behind ours: the window is rebuilt from all the engine retains.
+      const startsOver = read.epoch !== undefined && (read.epoch !== replica.log.epoch || read.head < after);
+      if (startsOver && after > 0) read = await this.#backend.read(channel, 0);
     } finally {
       replica.isReading = false;
     }
@@ -319,6 +320,13 @@ export class ReplicaEngine implements Engine {
       replica.isProvisional = false;
       if (!wasProvisional) this.#events?.onReset({ channel, epoch: read.epoch, from: replica.log.oldestOffset });
       if (read.messages.length > 0) this.#events?.onMessages(read.messages.filter((m) => m.offset >= replica.log.oldestOffset));
+      return;
+    }
+    if (read.head < log.headOffset) {
+      // The engine lost acknowledged messages (a Cluster failover, a restore): its offsets past its
+      // head will be reused, so subscribers past it must hear that their view no longer holds.
+      replica.log = this.#logFrom(channel, read);
+      this.#events?.onReset({ channel, epoch: read.epoch, from: read.head + 1 });
       return;
     }
     const next = read.messages.filter((m) => m.offset > log.headOffset);
