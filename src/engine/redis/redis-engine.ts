@@ -115,13 +115,8 @@ class RedisBackend implements ReplicaBackend {
     }
     this.#subscriber.on('smessage', (name: string, payload: string) => this.#onFanOut(name, payload));
     // A fan-out connection that came back may have missed messages: the engine re-checks every window.
-    let isFirst = true;
-    const resubscribed = (): void => {
-      if (isFirst) return void (isFirst = false);
-      this.#events?.onResubscribed();
-    };
-    this.#subscriber.on(this.#target.isCluster ? 'subscribersReady' : 'ready', resubscribed);
-    if (this.#target.isCluster) isFirst = false;
+    // (Registered after the first connect: every later event is a reconnect.)
+    this.#subscriber.on(this.#target.isCluster ? 'subscribersReady' : 'ready', () => this.#events?.onResubscribed());
     this.#pinger = setInterval(() => {
       this.#commands.ping().then(
         () => void (this.#isReachable = true),
