@@ -25,6 +25,7 @@ export const ERRORS = {
   timeout_invalid: { status: 400, message: 'timeout is a number of seconds from 0 to 120.' },
   limit_invalid: { status: 400, message: 'limit is an integer from 1 to 1000.' },
   query_invalid: { status: 400, message: 'A query parameter has a value this endpoint does not take.' },
+  target_invalid: { status: 400, message: 'The request target is not a path (origin-form, e.g. /v1/sse?channel=news).' },
   frame_invalid: { status: 400, message: 'A frame is a JSON object with an "op" field.' },
   op_unknown: { status: 400, message: 'Unknown op; known ops are subscribe, unsubscribe, ping, auth, refresh, publish and presence.' },
   unauthorized: { status: 401, message: 'A valid "Authorization: Bearer <publish key>" header is required.' },

@@ -11,6 +11,7 @@ import { HeraldError } from '../errors.js';
 export function authorizeBackend(req: IncomingMessage, publishKey: string | undefined): void {
   if (publishKey === undefined) {
     if (!isLoopback(req.socket.remoteAddress)) throw new HeraldError('forbidden');
+    refuseBrowserOnLoopback(req);
     return;
   }
   const header = req.headers.authorization ?? '';
@@ -33,6 +34,28 @@ export async function authorizePublish(req: IncomingMessage, authenticator: Auth
   }
   authorizeBackend(req, publishKey);
   return Access.backend();
+}
+
+const FORWARDING_HEADERS = ['forwarded', 'x-forwarded-for', 'x-real-ip'];
+const LOOPBACK_HOST = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d{1,5})?$/i;
+
+/**
+ * Loopback's keyless rights are for the machine's own programs (curl, a backend on the same host) and
+ * Herald's own pages, not for whatever a browser on the machine runs: a cross-origin page (its
+ * request carries another Origin), a form or `text/plain` body (no preflight needed), a DNS-rebinding
+ * page (a foreign Host name), or a reverse proxy on the same host relaying the world (forwarding
+ * headers) all need the key.
+ */
+function refuseBrowserOnLoopback(req: IncomingMessage): void {
+  const refuse = (why: string): never => {
+    throw new HeraldError('forbidden', `Without a publish key, only loopback programs and Herald's own pages may do this; ${why}. Configure --publish-key and send it.`);
+  };
+  const host = req.headers.host ?? '';
+  if (!LOOPBACK_HOST.test(host)) refuse(`the Host ${JSON.stringify(host.slice(0, 100))} is not a loopback name`);
+  if (FORWARDING_HEADERS.some((name) => req.headers[name] !== undefined)) refuse('this request was forwarded by a proxy');
+  const origin = req.headers.origin;
+  if (origin !== undefined && origin !== `http://${host}` && origin !== `https://${host}`) refuse(`this request comes from the page of ${JSON.stringify(origin.slice(0, 100))}`);
+  if (req.method === 'POST' && !/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) refuse('the body must be sent as Content-Type: application/json');
 }
 
 function digest(text: string): Buffer {

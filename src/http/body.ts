@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { HeraldError } from '../errors.js';
+import { parseUntrustedJson } from '../json.js';
 
 /** Reads a JSON body of at most `maxBytes`; refuses more without buffering it. */
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
@@ -12,10 +13,5 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
     if (total > maxBytes) throw new HeraldError('payload_too_large');
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new HeraldError('json_invalid');
-  }
+  return parseUntrustedJson(Buffer.concat(chunks).toString('utf8'));
 }

@@ -59,8 +59,22 @@ export function createEdge(deps: EdgeDeps): Server {
   return server;
 }
 
+/** The request target as a URL; a target no URL parser takes (`//[`, `http://[::1/`) is a 400. */
+function requestUrl(req: IncomingMessage): URL {
+  const target = req.url ?? '/';
+  try {
+    // Origin-form ("/path?query", "//x" is not one) or absolute-form ("http://host/path", as proxies send).
+    if (target.startsWith('/') && !target.startsWith('//')) return new URL(target, 'http://herald');
+    if (/^https?:\/\//i.test(target)) return new URL(target);
+    if (target === '*' && req.method === 'OPTIONS') return new URL('http://herald/*');
+    throw new TypeError('not a path');
+  } catch {
+    throw new HeraldError('target_invalid');
+  }
+}
+
 async function upgrade(deps: EdgeDeps, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://herald');
+  const url = requestUrl(req);
   if (url.pathname !== '/v1/ws') throw new HeraldError('not_found');
   if (!isOriginAllowed(deps.config, req.headers.origin, true)) throw new HeraldError('origin_forbidden');
   await deps.websocket.upgrade(req, socket, head, url);
@@ -88,7 +102,7 @@ interface EdgeConstants {
 
 async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse, { cors, preflightHeaders, demoTokens }: EdgeConstants): Promise<void> {
   const { config, hub } = deps;
-  const url = new URL(req.url ?? '/', 'http://herald');
+  const url = requestUrl(req);
   applyRequestCors(config, req, res);
   if (req.method === 'OPTIONS') {
     res.writeHead(204, preflightHeaders).end();

@@ -5,6 +5,7 @@ import type { Access } from '../auth/access.js';
 import { TokenBucket } from '../auth/rate-limit.js';
 import { WS_MESSAGE, wsControl, wsPresence, wsReset, wsTokenExpired } from '../frames/websocket.js';
 import { ERRORS, HeraldError, asHeraldError, type ErrorCode, type ErrorSpec } from '../errors.js';
+import { parseUntrustedJson } from '../json.js';
 import { toAppendInput } from '../hub/publish-input.js';
 import type { PresenceEvent } from '../presence/fan-out.js';
 import { MAX_CHANNELS_PER_SUBSCRIPTION, decodeCursor, isValidChannel, type Position } from '../hub/cursor.js';
@@ -88,7 +89,7 @@ class WebSocketConnection extends Connection {
     this.isAlive = true;
     let frame: unknown;
     try {
-      frame = isBinary ? undefined : JSON.parse(data.toString());
+      frame = isBinary ? undefined : parseUntrustedJson(data.toString());
     } catch {
       frame = undefined;
     }
@@ -127,8 +128,8 @@ class WebSocketConnection extends Connection {
           throw new HeraldError('op_unknown');
       }
     } catch (err) {
-      if (!(err instanceof HeraldError)) throw err;
-      this.#error(err, id, channelOf(f));
+      // A frame never takes the server down: an unexpected failure is logged and answered `internal`.
+      this.#error(asHeraldError(err, this.ctx.logger), id, channelOf(f));
     }
   }
 

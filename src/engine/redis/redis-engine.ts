@@ -57,9 +57,9 @@ class RedisBackend implements ReplicaBackend {
     this.#retention = retention;
     this.#logger = logger;
     this.kind = target.isCluster ? 'redis-cluster' : 'redis';
-    this.#commands = this.#client(false);
-    this.#subscriber = this.#client(true);
-    this.#busSubscriber = this.#client(false);
+    this.#commands = this.#client(false, true);
+    this.#subscriber = this.#client(true, false);
+    this.#busSubscriber = this.#client(false, false);
     for (const client of [this.#commands, this.#subscriber, this.#busSubscriber]) {
       client.defineCommand('heraldPublish', { lua: PUBLISH_SCRIPT });
       client.defineCommand('heraldRead', { lua: READ_SCRIPT });
@@ -69,7 +69,8 @@ class RedisBackend implements ReplicaBackend {
     this.bus = new RedisBus(this.#commands, this.#busSubscriber);
   }
 
-  #client(isShardedSubscriber: boolean): Client {
+  /** `isPipelined`: concurrent commands (publishes, window reads) share one write to the socket. */
+  #client(isShardedSubscriber: boolean, isPipelined: boolean): Client {
     const { nodes, username, password, db, tls, isCluster } = this.#target;
     const options: RedisOptions = {
       username,
@@ -83,6 +84,7 @@ class RedisBackend implements ReplicaBackend {
     if (isCluster) {
       return new Cluster(nodes, {
         lazyConnect: true,
+        enableAutoPipelining: isPipelined,
         enableOfflineQueue: false,
         shardedSubscribers: isShardedSubscriber,
         clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
@@ -94,6 +96,7 @@ class RedisBackend implements ReplicaBackend {
       host: nodes[0]!.host,
       port: nodes[0]!.port,
       db,
+      enableAutoPipelining: isPipelined,
       enableOfflineQueue: false,
       retryStrategy: (times) => Math.min(100 * times, 1000),
     });
