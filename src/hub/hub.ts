@@ -93,9 +93,11 @@ export class Hub {
     for (const [channel, start] of starts) {
       const log = this.engine.window(channel);
       if (log === undefined) throw new HeraldError('engine_unavailable', `The window of ${channel} could not be loaded.`);
-      // Past the head, or in another epoch (this node may not have heard of a new one yet).
-      const mayBeAhead = typeof start === 'object' && start.offset > 0 && (start.epoch !== log.epoch || start.offset > log.headOffset);
-      if (mayBeAhead) (behind ??= []).push(channel);
+      // Past the head, in another epoch (this node may not have heard of a new one yet), or before the
+      // window (a reset: told as the engine sees it, not as this node's cache last did).
+      if (typeof start !== 'object' || start.offset === 0) continue;
+      const isOutside = start.offset > log.headOffset || start.offset < log.oldestOffset - 1 || start.epoch !== log.epoch;
+      if (isOutside) (behind ??= []).push(channel);
     }
     return behind === undefined ? undefined : this.engine.catchUp(behind);
   }

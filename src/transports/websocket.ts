@@ -51,8 +51,13 @@ class WebSocketConnection extends Connection {
     this.#socket.once('drain', resume);
   }
 
-  protected send(bytes: Buffer): void {
-    this.#ws.send(bytes, { binary: false });
+  /**
+   * `frame` is a whole frame (src/frames/websocket.ts), written straight to the socket: ws's sender
+   * writes its own frames (pings, close) synchronously to the same socket without deflate, so the
+   * order holds, and `bufferedAmount` counts both.
+   */
+  protected send(frame: Buffer): void {
+    if (this.#ws.readyState === this.#ws.OPEN) this.#socket.write(frame);
   }
 
   protected resetFrame(notice: ResetNotice, cursor: string): Buffer {

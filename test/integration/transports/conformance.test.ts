@@ -11,6 +11,7 @@ import {
   TRANSPORTS,
   publishNumbers,
   publishOk,
+  waitUntil,
   type Entry,
   type Envelope,
   type Subscription,
@@ -43,6 +44,12 @@ function freshChannel(label: string): string {
 const offsetsOf = (messages: readonly Envelope[]): number[] => messages.map((m) => m.offset);
 const summary = (entries: readonly Entry[]): string[] =>
   entries.map((e) => (e.kind === 'reset' ? `reset:${e.channel}@${e.from}` : `${e.channel}#${e.offset}`));
+
+/** The head offset of `channel` as the node at `url` sees it. */
+async function historyHead(url: string, channel: string): Promise<number> {
+  const res = await fetch(`${url}/v1/history?channel=${channel}&limit=1`);
+  return ((await res.json()) as { offset: number }).offset;
+}
 
 /** 1..n */
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -287,6 +294,9 @@ for (const deployment of DEPLOYMENTS) {
           const early = await first.waitForMessages(2);
           await first.close();
           await publishNumbers(tiny.publishUrl, channel, range(3, 20));
+          // Once the subscribing node has seen 20 (on two nodes, its window follows the engine by the
+          // fan-out's latency), history there reaches back to 16 only.
+          await waitUntil(async () => (await historyHead(tiny.subscribeUrl, channel)) === 20, 'the subscribing node saw offset 20');
           const resumed = await connect(tiny.subscribeUrl, { channels: [channel], cursor: early[1]!.cursor });
           await resumed.waitForMessages(TINY_HISTORY);
           await publishNumbers(tiny.publishUrl, channel, [21]);
