@@ -4,7 +4,7 @@ import { Authenticator } from './auth/authenticator.js';
 import { ExpirySchedule } from './auth/expiry.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import { PresenceFanOut } from './presence/fan-out.js';
-import { MemoryPresence } from './presence/memory.js';
+import { createPresence } from './presence/shared.js';
 import { DEFAULT_CONFIG, type Config } from './config.js';
 import { createEdge } from './http/server.js';
 import { Hub } from './hub/hub.js';
@@ -55,7 +55,8 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
   const counters = new Counters();
   const engine = await createEngine(config, log);
   const hub = new Hub(engine, counters);
-  const presence = new MemoryPresence();
+  // In memory on a single node; replicated over the engine's bus when nodes share an engine.
+  const { presence, close: closePresence } = createPresence(engine, config.presenceTimeoutMs, log);
   const presenceFanOut = new PresenceFanOut(presence);
   const sessions = new SessionRegistry(presenceFanOut, config.sessionIdleMs, counters);
   const ctx: TransportContext = { hub, config, counters, logger: log, auth, expiry, presence, presenceFanOut, sessions };
@@ -110,6 +111,7 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
     close() {
       closing ??= (async () => {
         clearInterval(sweep);
+        closePresence(); // before the connections close: the other nodes drop this node's users at once
         for (const transport of transports) transport.closeAll();
         sessions.closeAll();
         await new Promise<void>((resolve) => {
