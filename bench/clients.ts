@@ -11,6 +11,12 @@ const ADDRESSES_PER_PROCESS = 10;
 export interface PoolOptions {
   host: string;
   port: number;
+  /**
+   * Several servers (the nodes of one deployment) instead of host:port: the processes are dealt out
+   * over them in turn (their number rounded up to a multiple), so each gets an even share of the
+   * connections.
+   */
+  targets?: readonly { host: string; port: number }[];
   transport: WireTransport;
   channel: string;
   connections: number;
@@ -34,7 +40,9 @@ export class LoadGeneratorPool {
   /** Forks the processes and opens every connection; resolves once each one is open or failed. */
   static async open(options: PoolOptions): Promise<{ pool: LoadGeneratorPool; ready: ReadyReply }> {
     const pool = new LoadGeneratorPool();
-    const processes = Math.max(options.processes, Math.ceil(options.connections / MAX_CONNECTIONS_PER_PROCESS));
+    const targets = options.targets ?? [{ host: options.host, port: options.port }];
+    const atLeast = Math.max(options.processes, Math.ceil(options.connections / MAX_CONNECTIONS_PER_PROCESS));
+    const processes = Math.ceil(atLeast / targets.length) * targets.length;
     const readies: Promise<ReadyReply>[] = [];
     for (let p = 0; p < processes; p++) {
       const child = track(
@@ -55,10 +63,11 @@ export class LoadGeneratorPool {
       const count = Math.floor(options.connections / processes) + (p < options.connections % processes ? 1 : 0);
       // Each process has its own source addresses: 127.0.0.10-19, 127.0.0.20-29, …
       const sourceAddresses = Array.from({ length: ADDRESSES_PER_PROCESS }, (_, i) => `127.0.0.${10 + p * ADDRESSES_PER_PROCESS + i}`);
+      const target = targets[p % targets.length]!;
       const command: ConnectCommand = {
         type: 'connect',
-        host: options.host,
-        port: options.port,
+        host: target.host,
+        port: target.port,
         transport: options.transport,
         channel: options.channel,
         count,

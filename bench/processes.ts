@@ -2,7 +2,7 @@
 // guarantee that none outlives the benchmark: every child is registered and killed on exit, error,
 // SIGINT and SIGTERM.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -87,6 +87,40 @@ export function machineBusyUs(): number {
   const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
   const busy = ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!;
   return (busy * 1e6) / CLOCK_TICKS_PER_S;
+}
+
+/**
+ * `pid` and every process descended from it (a server's workers), from the parent ids in /proc, at
+ * this moment.
+ */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    let list = children.get(parent);
+    if (list === undefined) children.set(parent, (list = []));
+    list.push(Number(name));
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree;
+}
+
+/** When a process started (clock ticks since boot), or undefined when it is gone: tells a pid reused from the same pid. */
+export function processStartTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3]);
+  } catch {
+    return undefined;
+  }
 }
 
 /** CPU time of this process (the orchestrator and publisher), in microseconds. */

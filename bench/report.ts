@@ -81,10 +81,10 @@ export function percentile(histogram: Map<number, number>, p: number): number {
   return buckets[buckets.length - 1]![0] * BUCKET_MS;
 }
 
-const fmt = (n: number, digits = 0): string =>
+export const fmt = (n: number, digits = 0): string =>
   Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '—';
 const kib = (bytes: number): string => (Number.isFinite(bytes) ? `${fmt(bytes / 1024, 1)} KiB` : '—');
-const mark = (ok: boolean): string => (ok ? '✅' : '❌');
+export const mark = (ok: boolean): string => (ok ? '✅' : '❌');
 
 export function specTitle(spec: CellSpec): string {
   return `${fmt(spec.subscribers)} subscribers, ${spec.rate === 'max' ? 'saturation (publish as fast as deliveries keep up)' : `${spec.rate} msg/s`}`;
@@ -185,15 +185,26 @@ export function targetSummary(results: readonly FanoutResult[], publish: readonl
   return lines.join('\n');
 }
 
-const BEGIN = '<!-- bench:results:begin (written by `npm run bench`; text outside these markers is kept) -->';
-const END = '<!-- bench:results:end -->';
+/**
+ * Replaces one generated block of a document (between `<!-- ID:begin … -->` and `<!-- ID:end -->`),
+ * keeping everything around it, so several scripts can each keep their own block in one file. When
+ * the document has no such block yet, `heading` and the block are appended.
+ */
+export function writeBlock(path: string, id: string, writtenBy: string, generated: string, template: string, heading = ''): void {
+  const beginMarker = `<!-- ${id}:begin (written by \`${writtenBy}\`; text outside these markers is kept) -->`;
+  const endMarker = `<!-- ${id}:end -->`;
+  const block = `${beginMarker}\n${generated}\n${endMarker}`;
+  const existing = existsSync(path) ? readFileSync(path, 'utf8') : template;
+  const begin = existing.indexOf(`<!-- ${id}:begin`);
+  const end = existing.indexOf(endMarker);
+  const next =
+    begin !== -1 && end !== -1
+      ? existing.slice(0, begin) + block + existing.slice(end + endMarker.length)
+      : `${existing.trimEnd()}\n\n${heading === '' ? '' : `${heading}\n\n`}${block}\n`;
+  writeFileSync(path, next);
+}
 
 /** Replaces the generated part of the document, keeping everything written around it by hand. */
 export function writeResults(path: string, generated: string, template: string): void {
-  const block = `${BEGIN}\n${generated}\n${END}`;
-  const existing = existsSync(path) ? readFileSync(path, 'utf8') : template;
-  const begin = existing.indexOf('<!-- bench:results:begin');
-  const end = existing.indexOf(END);
-  const next = begin !== -1 && end !== -1 ? existing.slice(0, begin) + block + existing.slice(end + END.length) : `${existing.trimEnd()}\n\n${block}\n`;
-  writeFileSync(path, next);
+  writeBlock(path, 'bench:results', 'npm run bench', generated, template);
 }

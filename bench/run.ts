@@ -24,15 +24,29 @@
 //   BENCH_BUILD           1 (default): compile src/ into .bench-out/herald-build/ first and run that, so
 //                         every cell measures the same code even if dist/ is rebuilt meanwhile; 0: run dist/
 //   BENCH_OUT              markdown file to write ("" for none; default docs/benchmarks.md, none when quick)
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LoadGeneratorPool } from './clients.js';
-import { cpuTimeUs, machineBusyUs, onExit, ownCpuTimeUs, ROOT, ServerProcess, type Target } from './processes.js';
+import {
+  codeNote,
+  cpuWindow,
+  drain,
+  listEnv,
+  log,
+  machineNote,
+  median,
+  numberEnv,
+  parseCells,
+  repeatUntilClean,
+  snapshotHerald,
+  tempDir,
+  waitForQuiet,
+  waitSubscribed,
+} from './harness.js';
+import { cpuTimeUs, ROOT, ServerProcess, type Target } from './processes.js';
 import type { WireTransport } from './protocol.js';
-import { HttpClient, messageData, Publisher } from './publisher.js';
+import { HttpClient, messageData, publishBatches, Publisher } from './publisher.js';
 import {
   fanoutTables,
   percentile,
@@ -49,33 +63,6 @@ import {
 const env = process.env;
 const isQuick = env.BENCH_QUICK === '1';
 const CHANNEL = 'bench';
-
-function numberEnv(name: string, fallback: number): number {
-  const text = env[name];
-  if (text === undefined || text === '') return fallback;
-  const n = Number(text);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${JSON.stringify(text)}`);
-  return n;
-}
-
-function listEnv<T extends string>(name: string, allowed: readonly T[]): T[] {
-  const text = env[name];
-  if (text === undefined || text === '') return [...allowed];
-  const items = text.split(',').map((s) => s.trim()) as T[];
-  for (const item of items) if (!allowed.includes(item)) throw new Error(`${name}: unknown ${JSON.stringify(item)} (one of ${allowed.join(', ')})`);
-  return items;
-}
-
-function parseCells(text: string): CellSpec[] {
-  return text.split(',').map((pair) => {
-    const [subscribers, rate] = pair.split(':');
-    const spec: CellSpec = { subscribers: Number(subscribers), rate: rate === 'max' ? 'max' : Number(rate) };
-    if (!Number.isInteger(spec.subscribers) || spec.subscribers < 1 || (spec.rate !== 'max' && !(spec.rate > 0))) {
-      throw new Error(`BENCH_CELLS: bad cell ${JSON.stringify(pair)} (use e.g. 1000:max,10000:20)`);
-    }
-    return spec;
-  });
-}
 
 const config = {
   cells: parseCells(env.BENCH_CELLS ?? (isQuick ? '200:max,1000:20' : '1000:max,10000:5,10000:20')),
@@ -104,59 +91,6 @@ const config = {
 
 /** Herald's CLI script; replaced by a private build (see snapshotHerald). */
 let heraldEntry = join(ROOT, 'bin', 'herald.js');
-
-const log = (text: string): void => {
-  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
-};
-
-const STATS_NAME: Record<WireTransport, string> = { ws: 'websocket', sse: 'sse', poll: 'poll' };
-
-/** Waits until the server itself counts `count` subscribers (held polls for long-poll). */
-async function waitSubscribed(client: HttpClient, transport: WireTransport, count: number): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  let seen = 0;
-  while (Date.now() < deadline) {
-    const stats = (await client.json('/v1/stats')) as { connections: Record<string, number> };
-    seen = stats.connections[STATS_NAME[transport]] ?? 0;
-    if (seen >= count) return;
-    await sleep(100);
-  }
-  throw new Error(`only ${seen} of ${count} subscribers registered on the server`);
-}
-
-/** CPU other processes than ours use, in % of one core, measured over `ms`. */
-async function backgroundCpuPct(ms: number): Promise<number> {
-  const busy0 = machineBusyUs();
-  const own0 = ownCpuTimeUs();
-  const t0 = performance.now();
-  await sleep(ms);
-  const elapsedUs = (performance.now() - t0) * 1000;
-  return (((machineBusyUs() - busy0) - (ownCpuTimeUs() - own0)) / elapsedUs) * 100;
-}
-
-/** Other work on the machine (other test suites…) would skew whichever server runs meanwhile: wait it out. */
-async function waitForQuiet(): Promise<void> {
-  const deadline = Date.now() + config.quietMaxS * 1000;
-  let pct = await backgroundCpuPct(500);
-  if (pct <= config.quietPct || config.quietMaxS === 0) return;
-  log(`  machine busy with other processes (${pct.toFixed(0)}% of a core); waiting up to ${config.quietMaxS} s`);
-  while (Date.now() < deadline && pct > config.quietPct) pct = await backgroundCpuPct(1000);
-  if (pct > config.quietPct) log(`  still ${pct.toFixed(0)}% busy; measuring anyway (see the "other load" column)`);
-}
-
-/** Waits until every published message reached every subscriber, or deliveries stop progressing. */
-async function drain(pool: LoadGeneratorPool, expected: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  let last = -1;
-  let lastChangeMs = Date.now();
-  while (Date.now() < deadline && pool.progressTotal < expected) {
-    if (pool.progressTotal !== last) {
-      last = pool.progressTotal;
-      lastChangeMs = Date.now();
-    } else if (Date.now() - lastChangeMs > 2000) return;
-    await sleep(20);
-  }
-}
 
 function failedResult(target: Target, transport: WireTransport, spec: CellSpec, error: string): FanoutResult {
   return {
@@ -196,7 +130,7 @@ async function fanoutCell(target: Target, transport: WireTransport, spec: CellSp
     pool = opened.pool;
     const { connected } = opened.ready;
     if (opened.ready.failed > 0) throw new Error(`${opened.ready.failed} connections failed: ${opened.ready.errors.join('; ')}`);
-    await waitSubscribed(client, transport, connected);
+    await waitSubscribed([client], transport, connected);
     await sleep(1000);
     const loaded = await server.settledMemory();
     const rssPerConnBytes = (loaded.rssBytes - idle.rssBytes) / connected;
@@ -212,17 +146,9 @@ async function fanoutCell(target: Target, transport: WireTransport, spec: CellSp
     await sleep(config.warmupS * 1000);
 
     await pool.reset();
-    const serverCpu0 = cpuTimeUs(server.pid);
-    const loadCpu0 = pool.cpuTimeUs();
-    const ownCpu0 = ownCpuTimeUs();
-    const busy0 = machineBusyUs();
-    const t0 = performance.now();
+    const cpu = cpuWindow([server.pid], pool);
     await sleep(config.durationS * 1000);
-    const serverCpu1 = cpuTimeUs(server.pid);
-    const loadCpu1 = pool.cpuTimeUs();
-    const ownCpu1 = ownCpuTimeUs();
-    const busy1 = machineBusyUs();
-    const t1 = performance.now();
+    const { elapsedS, serverCpuUs, loadGeneratorCpuUs, backgroundCpuPct } = cpu.end();
     const window = await pool.report();
     await publisher.stop();
     if (!server.isRunning) throw new Error(`server exited: ${server.recentStderr}`);
@@ -230,8 +156,6 @@ async function fanoutCell(target: Target, transport: WireTransport, spec: CellSp
     const expected = (publisher.published - publisher.failed) * connected;
     await drain(pool, expected);
     const final = await pool.report();
-    const elapsedS = (t1 - t0) / 1000;
-    const serverCpuUs = serverCpu1 - serverCpu0;
     log(`  publish round trip p50 ${percentile(publisher.roundTrips, 50).toFixed(1)} ms, p99 ${percentile(publisher.roundTrips, 99).toFixed(1)} ms, ${publisher.published} published`);
     if (publisher.failed > 0) log(`  ${publisher.failed} publishes failed: ${publisher.lastError}`);
     if (final.errors.length > 0) log(`  client errors: ${final.errors.join('; ')}`);
@@ -248,8 +172,8 @@ async function fanoutCell(target: Target, transport: WireTransport, spec: CellSp
       rssPerConnBytes,
       heapPerConnBytes,
       serverCpuPct: (serverCpuUs / 1e6 / elapsedS) * 100,
-      loadGeneratorCpuPct: ((loadCpu1 - loadCpu0) / 1e6 / elapsedS) * 100,
-      backgroundCpuPct: (((busy1 - busy0) - serverCpuUs - (loadCpu1 - loadCpu0) - (ownCpu1 - ownCpu0)) / 1e6 / elapsedS) * 100,
+      loadGeneratorCpuPct: (loadGeneratorCpuUs / 1e6 / elapsedS) * 100,
+      backgroundCpuPct,
       runs: 1,
       cleanRuns: 0,
       published: publisher.published,
@@ -262,24 +186,6 @@ async function fanoutCell(target: Target, transport: WireTransport, spec: CellSp
     client?.close();
     await server?.stop();
   }
-}
-
-const tempDirs: string[] = [];
-onExit(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-});
-
-function tempDir(label: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `herald-bench-${label}-`));
-  tempDirs.push(dir);
-  return dir;
-}
-
-function median(values: number[]): number {
-  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** A run whose window the rest of the machine left (nearly) alone. */
@@ -327,55 +233,17 @@ async function publishBench(store: 'sqlite' | 'memory'): Promise<PublishResult> 
       args: store === 'sqlite' ? ['--store', 'sqlite', '--data-dir', tempDir('publish')] : ['--store', 'memory'],
       ...(config.profileDir === undefined ? {} : { profileDir: join(config.profileDir, `herald-publish-${store}`) }),
     });
-    const activeClient = new HttpClient(server.host, server.port, config.publishers);
-    client = activeClient;
-    // Bodies are encoded once: the publishers should cost the machine as little as possible.
-    const bodies = Array.from({ length: config.publishers }, (_, p) =>
-      Buffer.from(JSON.stringify({ messages: Array.from({ length: config.batchSize }, () => ({ channel: `publish-${p}`, data: JSON.parse(messageData()) as unknown })) })),
-    );
-    const check = await activeClient.call('POST', '/v1/publish', bodies[0]!);
-    if (check.status !== 200 || (JSON.parse(check.body) as { results: unknown[] }).results.length !== config.batchSize) {
-      throw new Error(`publish: ${check.status} ${check.body.slice(0, 200)}`);
-    }
-    let isRunning = true;
-    let isCounting = false;
-    let accepted = 0;
-    let failed = 0;
-    const latencies = new Map<number, number>();
-    const loops = bodies.map(async (body) => {
-      while (isRunning) {
-        const startMs = performance.now();
-        const res = await activeClient.call('POST', '/v1/publish', body);
-        if (!isCounting) continue;
-        if (res.status !== 200) {
-          failed++;
-          continue;
-        }
-        accepted += config.batchSize;
-        const bucket = Math.round((performance.now() - startMs) * 10);
-        latencies.set(bucket, (latencies.get(bucket) ?? 0) + 1);
-      }
-    });
-    await sleep(Math.min(2, config.warmupS + 0.5) * 1000);
-    const cpu0 = cpuTimeUs(server.pid);
-    const t0 = performance.now();
-    isCounting = true;
-    await sleep(config.publishS * 1000);
-    isCounting = false;
-    const cpu1 = cpuTimeUs(server.pid);
-    const elapsedS = (performance.now() - t0) / 1000;
-    isRunning = false;
-    await Promise.all(loops);
-    return {
-      store: label,
+    client = new HttpClient(server.host, server.port, config.publishers);
+    const pid = server.pid;
+    const result = await publishBatches({
+      callers: [client],
       publishers: config.publishers,
       batchSize: config.batchSize,
-      messagesPerS: accepted / elapsedS,
-      cpuUsPerMessage: (cpu1 - cpu0) / accepted,
-      batchP50Ms: percentile(latencies, 50),
-      batchP99Ms: percentile(latencies, 99),
-      failed,
-    };
+      warmupS: Math.min(2, config.warmupS + 0.5),
+      windowS: config.publishS,
+      cpuUs: () => cpuTimeUs(pid),
+    });
+    return { store: label, publishers: config.publishers, batchSize: config.batchSize, ...result };
   } catch (err) {
     return { store: label, publishers: config.publishers, batchSize: config.batchSize, messagesPerS: NaN, cpuUsPerMessage: NaN, batchP50Ms: NaN, batchP99Ms: NaN, failed: 0, error: (err as Error).message };
   } finally {
@@ -384,49 +252,10 @@ async function publishBench(store: 'sqlite' | 'memory'): Promise<PublishResult> 
   }
 }
 
-/** Which Herald is measured: the commit, and whether src/ had uncommitted changes when it was built. */
-function codeNote(): string {
-  const built = config.isSnapshotBuild ? 'compiled from src/ at the start of the run' : 'from dist/';
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
-    return `Herald at ${head}${dirty ? ' plus uncommitted changes in src/' : ''}, ${built}`;
-  } catch {
-    return `Herald ${built}`;
-  }
-}
-
-/**
- * Compiles src/ into a private folder and returns its CLI script: other work on the repository may
- * rebuild dist/ while the benchmark runs, and every cell must measure the same code.
- */
-function snapshotHerald(): string {
-  const dir = join(ROOT, '.bench-out', 'herald-build');
-  rmSync(dir, { recursive: true, force: true });
-  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  try {
-    execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', join(dir, 'dist')], { cwd: ROOT, stdio: 'inherit' });
-  } catch (err) {
-    // tsc still emits on type errors (someone may be mid-edit); measure that, but say so.
-    if (!existsSync(join(dir, 'dist', 'cli', 'main.js'))) throw err;
-    log('warning: src/ has type errors; measuring what tsc emitted');
-  }
-  mkdirSync(join(dir, 'bin'), { recursive: true });
-  // bin/herald.js imports ../dist/cli/main.js: a copy here runs the snapshot; packages resolve from
-  // the repository's node_modules above.
-  copyFileSync(join(ROOT, 'bin', 'herald.js'), join(dir, 'bin', 'herald.js'));
-  return join(dir, 'bin', 'herald.js');
-}
-
-function machineNote(): string {
-  const model = cpus()[0]?.model ?? 'unknown CPU';
-  return `${cpus().length} × ${model}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Linux ${release()}, Node ${process.version}`;
-}
-
 async function main(): Promise<void> {
   if (config.profileDir !== undefined) mkdirSync(config.profileDir, { recursive: true });
   const started = new Date();
-  const code = codeNote();
+  const code = codeNote(config.isSnapshotBuild);
   if (config.isSnapshotBuild) {
     log('compiling src/ into .bench-out/herald-build/');
     heraldEntry = snapshotHerald();
@@ -436,25 +265,22 @@ async function main(): Promise<void> {
   const results: FanoutResult[] = [];
   for (const spec of config.cells) {
     for (const transport of config.transports) {
-      const runs = new Map<Target, FanoutResult[]>(config.targets.map((t) => [t, []]));
-      const cleanRuns = (target: Target): number => runs.get(target)!.filter(isClean).length;
       // Each server needs `repeat` clean runs (the rest of the machine quiet during the window); a
-      // disturbed run is repeated, up to twice as many attempts in all.
-      for (let attempt = 1; attempt <= config.maxAttempts; attempt++) {
-        const due = config.targets.filter((t) => cleanRuns(t) < config.repeat);
-        if (due.length === 0) break;
-        // Alternate which server goes first, so neither always runs on a warmer or calmer machine.
-        const order = attempt % 2 === 1 ? due : [...due].reverse();
-        for (const target of order) {
-          log(`${target} ${TRANSPORT_LABEL[transport]} — ${specTitle(spec)} (attempt ${attempt}, ${cleanRuns(target)}/${config.repeat} clean runs so far)`);
-          await waitForQuiet();
+      // disturbed run is repeated, up to twice as many attempts in all, alternating which server goes first.
+      const runs = await repeatUntilClean<Target, FanoutResult>({
+        keys: config.targets,
+        repeat: config.repeat,
+        maxAttempts: config.maxAttempts,
+        isClean,
+        run: async (target, attempt, cleanSoFar) => {
+          log(`${target} ${TRANSPORT_LABEL[transport]} — ${specTitle(spec)} (attempt ${attempt}, ${cleanSoFar}/${config.repeat} clean runs so far)`);
+          await waitForQuiet(config.quietPct, config.quietMaxS);
           let result: FanoutResult;
           try {
             result = await fanoutCell(target, transport, spec);
           } catch (err) {
             result = failedResult(target, transport, spec, (err as Error).message);
           }
-          runs.get(target)!.push(result);
           log(
             result.error !== undefined
               ? `  FAILED: ${result.error}`
@@ -463,8 +289,9 @@ async function main(): Promise<void> {
                   `server ${result.serverCpuPct.toFixed(0)}% CPU, load-gen ${result.loadGeneratorCpuPct.toFixed(0)}%, ` +
                   `other ${result.backgroundCpuPct.toFixed(0)}%${isClean(result) ? '' : ' (disturbed)'}, missing ${result.missing}`,
           );
-        }
-      }
+          return result;
+        },
+      });
       for (const target of config.targets) results.push(medianResult(runs.get(target)!));
     }
   }
@@ -472,7 +299,7 @@ async function main(): Promise<void> {
   if (config.publishS > 0 && config.targets.includes('herald')) {
     for (const store of ['sqlite', 'memory'] as const) {
       log(`publish: herald --store ${store}, ${config.publishers} publishers × batches of ${config.batchSize}`);
-      await waitForQuiet();
+      await waitForQuiet(config.quietPct, config.quietMaxS);
       const result = await publishBench(store);
       publish.push(result);
       log(result.error !== undefined ? `  FAILED: ${result.error}` : `  ${Math.round(result.messagesPerS)} msgs/s, ${result.cpuUsPerMessage.toFixed(2)} µs/message`);
