@@ -285,9 +285,10 @@ export class ReplicaEngine implements Engine {
   /** Reads what the engine has past the window's head and reconciles; then applies what was held. */
   async #refresh(channel: string, replica: Replica): Promise<void> {
     replica.isReading = true;
+    // The window's head when the read is issued: live messages may move it on while the read is out.
+    const after = replica.log.headOffset;
     let read: ChannelRead;
     try {
-      const after = replica.log.headOffset;
       read = await this.#backend.read(channel, after);
       // Another epoch, or a head behind ours: the window is rebuilt from all the engine retains.
       const startsOver = read.epoch !== undefined && (read.epoch !== replica.log.epoch || read.head < after);
@@ -297,7 +298,7 @@ export class ReplicaEngine implements Engine {
     }
     replica.lastCheckedMs = Date.now();
     if (this.#replicas.get(channel) !== replica || this.#isClosed) return;
-    this.#reconcile(replica, read);
+    this.#reconcile(replica, read, after);
     const held = replica.held;
     const didOverflow = replica.didOverflow;
     replica.held = undefined;
@@ -308,7 +309,8 @@ export class ReplicaEngine implements Engine {
     } else if (held !== undefined && held.length > 0) this.#apply(replica, held);
   }
 
-  #reconcile(replica: Replica, read: ChannelRead): void {
+  /** `readAfter`: the window's head when `read` was issued (what the engine must still hold). */
+  #reconcile(replica: Replica, read: ChannelRead, readAfter: number): void {
     const log = replica.log;
     const channel = log.channel;
     // The engine holds nothing (flushed or expired) and nothing came since: the window stays, and
@@ -322,7 +324,8 @@ export class ReplicaEngine implements Engine {
       if (read.messages.length > 0) this.#events?.onMessages(read.messages.filter((m) => m.offset >= replica.log.oldestOffset));
       return;
     }
-    if (read.head < log.headOffset) {
+    // (Behind the head the window reached meanwhile is only an older answer: a loss is behind readAfter.)
+    if (read.head < readAfter) {
       // The engine lost acknowledged messages (a Cluster failover, a restore): its offsets past its
       // head will be reused, so subscribers past it must hear that their view no longer holds.
       replica.log = this.#logFrom(channel, read);

@@ -77,14 +77,14 @@ class RedisBackend implements ReplicaBackend {
       password,
       lazyConnect: true,
       commandTimeout: COMMAND_TIMEOUT_MS,
-      maxRetriesPerRequest: 1,
+      maxRetriesPerRequest: 0, // a command in flight when the connection drops fails (it may have run): never re-sent, a publish script is not idempotent
       connectTimeout: CONNECT_TIMEOUT_MS,
       ...(tls ? { tls: {} } : {}),
     };
     if (isCluster) {
       return new Cluster(nodes, {
         lazyConnect: true,
-        enableAutoPipelining: isPipelined,
+        enableAutoPipelining: false, // ioredis would group script calls by their first argument (the key count), not their slot: mixed slots fail
         enableOfflineQueue: false,
         shardedSubscribers: isShardedSubscriber,
         clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
