@@ -51,6 +51,16 @@ export interface Config {
    * no token verification is configured (open mode).
    */
   demo: boolean | undefined;
+  /**
+   * Processes serving the port (`--workers`, node:cluster): 1 is this process alone. More: a primary
+   * forks them and, with the embedded store, owns the store (src/engine/workers/primary.ts).
+   */
+  workers: number;
+  /**
+   * The demo token key, shared by every worker of `--workers` so that a token one signs the others
+   * accept; undefined (a lone process): made at startup. Set by the primary, never a flag.
+   */
+  demoSecret: string | undefined;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -80,6 +90,8 @@ export const DEFAULT_CONFIG: Config = {
   presenceTimeoutMs: 30_000,
   sessionIdleMs: 60_000,
   demo: undefined,
+  workers: 1,
+  demoSecret: undefined,
 };
 
 /** Parses "90", "90s", "15m", "24h", "7d", "500ms" into milliseconds. */

@@ -14,6 +14,7 @@ import { SqliteStore } from './store/sqlite.js';
 import { EmbeddedEngine } from './engine/embedded.js';
 import { isRedisStore } from './engine/redis/url.js';
 import type { Engine } from './engine/engine.js';
+import type { WorkerRole } from './engine/workers/worker.js';
 import { HttpStreamTransport } from './transports/http-stream.js';
 import { IframeTransport } from './transports/iframe.js';
 import { LongPollTransport } from './transports/long-poll.js';
@@ -45,15 +46,18 @@ async function createEngine(config: Config, log: Logger): Promise<Engine> {
   return connectRedisEngine(config.store, retention, log);
 }
 
-/** Wires store → broker → hub → transports → HTTP edge, and listens. */
-export async function startHerald(overrides: Partial<Config> = {}, logger?: Logger): Promise<RunningHerald> {
+/**
+ * Wires store → broker → hub → transports → HTTP edge, and listens. `role`: this process is one worker
+ * of `--workers` (src/engine/workers/worker.ts); none when it is alone.
+ */
+export async function startHerald(overrides: Partial<Config> = {}, logger?: Logger, role?: WorkerRole): Promise<RunningHerald> {
   const config: Config = { ...DEFAULT_CONFIG, ...overrides };
   const log = logger ?? pino({ level: config.logLevel }, pino.destination(2));
   // Bad token configuration (short secret, unreadable key, bad JWKS URL) fails here, at startup.
   const auth = new Authenticator(config);
   const expiry = new ExpirySchedule();
   const counters = new Counters();
-  const engine = await createEngine(config, log);
+  const engine = role?.engine ?? (await createEngine(config, log));
   const hub = new Hub(engine, counters);
   // In memory on a single node; replicated over the engine's bus when nodes share an engine.
   const { presence, close: closePresence } = createPresence(engine, config.presenceTimeoutMs, log);
@@ -70,7 +74,8 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
   const transports: Transport[] = [...Object.values(httpTransports), websocket];
   const registry = createRegistry(counters, () => hub.subscriptionCount);
   const clientLimiter = new RateLimiter(config.clientPublishRate);
-  const server = createEdge({ config, hub, counters, registry, logger: log, httpTransports, websocket, auth, clientLimiter, presence, sessions });
+  const totals = role?.totals(hub, counters, registry);
+  const server = createEdge({ config, hub, counters, registry, logger: log, httpTransports, websocket, auth, clientLimiter, presence, sessions, totals });
 
   let lastRetentionSweepMs = Date.now();
   let lastPresenceSweepMs = Date.now();

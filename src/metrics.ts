@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Hub } from './hub/hub.js';
 
 export const TRANSPORTS = ['websocket', 'sse', 'stream', 'iframe', 'poll'] as const;
 export type TransportName = (typeof TRANSPORTS)[number];
@@ -18,6 +19,43 @@ export class Counters {
   resets = 0;
   /** Live soft sessions of the HTTP listen transports (src/transports/sessions.ts). */
   sessions = 0;
+}
+
+/** What GET /v1/stats answers. */
+export interface Stats {
+  connections: Record<TransportName, number>;
+  channels: number;
+  subscriptions: number;
+  /** The busiest channels, with their subscriber counts. */
+  subscribers: Record<string, number>;
+  published: number;
+  delivered: Record<TransportName, number>;
+}
+
+/** A server with a million channels should not answer with a million rows. */
+export const MAX_STATS_CHANNELS = 1000;
+
+/** This process's stats. */
+export function nodeStats(hub: Hub, counters: Counters): Stats {
+  const subscribers = [...hub.subscriberCounts()].sort((a, b) => b[1] - a[1]);
+  return {
+    connections: counters.connections,
+    channels: hub.engine.channelCount,
+    subscriptions: hub.subscriptionCount,
+    subscribers: Object.fromEntries(subscribers.slice(0, MAX_STATS_CHANNELS)),
+    published: counters.published,
+    delivered: counters.delivered,
+  };
+}
+
+/**
+ * /metrics and /v1/stats of a server made of several processes (`--workers`): a worker asks the
+ * primary, which gathers every worker's (src/engine/workers/). A lone process has none.
+ */
+export interface ServerTotals {
+  /** Prometheus text over every process. */
+  metrics(): Promise<string>;
+  stats(): Promise<Stats>;
 }
 
 export function createRegistry(counters: Counters, subscriptions: () => number): Registry {

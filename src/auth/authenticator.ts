@@ -31,7 +31,7 @@ export class Authenticator {
     const patterns = config.anonymousChannels ?? (this.verifier === undefined ? ['*'] : []);
     this.anonymousPolicy = new ChannelPolicy(patterns);
     this.anonymous = Access.anonymous(this.anonymousPolicy);
-    this.demo = isDemoEnabled(config) ? new DemoTokens() : undefined;
+    this.demo = isDemoEnabled(config) ? new DemoTokens(config.demoSecret) : undefined;
     this.#publishKeyDigest = config.publishKey === undefined ? undefined : digest(config.publishKey);
   }
 

@@ -46,11 +46,16 @@ export interface DemoToken {
 export class DemoTokens {
   readonly #signingKey: Uint8Array;
   /** Keys the seed → user HMAC; apart from the signing key so neither use can help attack the other. */
-  readonly #userKey = randomBytes(32);
+  readonly #userKey: Buffer;
   readonly #verifier: TokenVerifier;
 
-  constructor() {
-    const secret = randomBytes(32).toString('base64url');
+  /**
+   * `sharedSecret`: the key every worker of one `--workers` server uses (made by its primary); without
+   * one, a key of this process alone.
+   */
+  constructor(sharedSecret?: string) {
+    const secret = sharedSecret ?? randomBytes(32).toString('base64url');
+    this.#userKey = sharedSecret === undefined ? randomBytes(32) : createHmac('sha256', sharedSecret).update('herald-demo-user').digest();
     this.#signingKey = new TextEncoder().encode(secret);
     // The same verifier as configured tokens (pinned HS256, exp, claim checks, cache), with its own key.
     this.#verifier = TokenVerifier.fromConfig({

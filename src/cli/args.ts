@@ -1,8 +1,12 @@
 import { isRedisStore, parseRedisUrl } from '../engine/redis/url.js';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isValidPattern, parsePatternList } from '../auth/policy.js';
 import { DEFAULT_CONFIG, parseBytes, parseDurationMs, type Config } from '../config.js';
+
+/** Most worker processes `--workers` takes (every accepted batch is sent to each one). */
+export const MAX_WORKERS = 64;
 
 export const HELP = `herald — a real-time push server
 
@@ -24,6 +28,8 @@ Every option can also be set as an environment variable: --history-size → HERA
   --max-body SIZE         largest publish body, e.g. 65536 or 64KiB (default 64KiB)
   --max-buffer SIZE       unsent bytes per connection before it is cut as a slow consumer (default 1MiB)
   --log-level LEVEL       fatal, error, warn, info, debug, trace or silent (default ${DEFAULT_CONFIG.logLevel})
+  --workers N|auto        processes sharing the port, up to ${MAX_WORKERS}; auto: one per core (default 1). With
+                          sqlite or memory the primary process owns the store and assigns offsets
 
 Client tokens (JWT; see docs/protocol.md "Auth"):
   --token-secret SECRET   verify HS256 tokens with this secret (at least 32 bytes)
@@ -61,6 +67,7 @@ const OPTIONS = {
   'max-body': { type: 'string' },
   'max-buffer': { type: 'string' },
   'log-level': { type: 'string' },
+  workers: { type: 'string' },
   'token-secret': { type: 'string' },
   'token-public-key': { type: 'string' },
   'token-jwks': { type: 'string' },
@@ -125,6 +132,12 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv): Partial<
   set('max-body', 'maxBodyBytes', parseBytes);
   set('max-buffer', 'maxBufferedBytes', parseBytes);
   set('log-level', 'logLevel', (t) => t);
+  set('workers', 'workers', (t) => {
+    if (t.trim() === 'auto') return Math.min(availableParallelism(), MAX_WORKERS);
+    const workers = /^\d+$/.test(t.trim()) ? Number(t) : NaN;
+    if (!(workers >= 1 && workers <= MAX_WORKERS)) throw new Error(`--workers is a number of processes from 1 to ${MAX_WORKERS}, or auto; got ${JSON.stringify(t)}`);
+    return workers;
+  });
   set('token-secret', 'tokenSecret', (t) => {
     if (Buffer.byteLength(t) < 32) throw new Error('--token-secret must be at least 32 bytes (RFC 7518 §3.2)');
     return t;

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { configFromArgs, HELP } from './args.js';
 import type { Config } from '../config.js';
 import { startHerald } from '../herald.js';
@@ -14,7 +15,14 @@ async function main(): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
-  const herald = await startHerald(config);
+  if (cluster.isWorker) {
+    // One of `--workers`: the primary prints the one listening line and stops this process.
+    const { joinPrimary } = await import('../engine/workers/worker.js');
+    const worker = await joinPrimary(config);
+    worker.serve(await startHerald(worker.config, worker.logger, worker.role));
+    return;
+  }
+  const herald = (config.workers ?? 1) > 1 ? await (await import('../engine/workers/primary.js')).startPrimary(config) : await startHerald(config);
   process.stdout.write(`listening on ${herald.url}\n`);
   const stop = (): void => {
     herald.close().then(() => process.exit(0), () => process.exit(1));

@@ -7,7 +7,7 @@ import type { RateLimiter } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
 import type { Presence } from '../presence/presence.js';
 import type { Hub } from '../hub/hub.js';
-import type { Counters } from '../metrics.js';
+import { nodeStats, type Counters, type ServerTotals } from '../metrics.js';
 import type { SessionRegistry } from '../transports/sessions.js';
 import type { HttpTransport } from '../transports/transport.js';
 import type { WebSocketTransport } from '../transports/websocket.js';
@@ -36,6 +36,8 @@ export interface EdgeDeps {
   presence: Presence;
   /** Listen sessions, changed by POST /v1/session/{id}. */
   sessions: SessionRegistry;
+  /** Where /metrics and /v1/stats come from when this process is one worker of several. */
+  totals?: ServerTotals | undefined;
 }
 
 const PREFLIGHT_HEADERS = {
@@ -133,7 +135,7 @@ async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse, 
       return sendJson(res, health.status === 'ok' ? 200 : 503, { ...health, engine: hub.engine.kind }, cors);
     }
     case '/metrics': {
-      const text = await deps.registry.metrics();
+      const text = await (deps.totals ?? deps.registry).metrics();
       res.writeHead(200, { 'Content-Type': deps.registry.contentType, 'Cache-Control': 'no-store', ...cors }).end(text);
       return;
     }
@@ -144,23 +146,10 @@ async function route(deps: EdgeDeps, req: IncomingMessage, res: ServerResponse, 
       return handlePresence(req, res, url, deps.presence, deps.auth, cors);
     case '/v1/stats':
       authorizeBackend(req, config.publishKey);
-      return sendJson(res, 200, stats(deps), cors);
+      return sendJson(res, 200, deps.totals === undefined ? nodeStats(hub, deps.counters) : await deps.totals.stats(), cors);
     default:
       throw new HeraldError('not_found');
   }
-}
-
-function stats({ hub, counters }: EdgeDeps): unknown {
-  const subscribers = [...hub.subscriberCounts()].sort((a, b) => b[1] - a[1]);
-  return {
-    connections: counters.connections,
-    channels: hub.engine.channelCount,
-    subscriptions: hub.subscriptionCount,
-    // The busiest channels; a server with a million channels should not answer with a million rows.
-    subscribers: Object.fromEntries(subscribers.slice(0, 1000)),
-    published: counters.published,
-    delivered: counters.delivered,
-  };
 }
 
 function requireMethod(req: IncomingMessage, ...methods: string[]): void {
