@@ -35,6 +35,11 @@ export interface SessionOptions {
   style: number;
   /** Event names (besides "message" and "reset") an SSE session listens for. */
   sseEvents?: readonly string[];
+  /**
+   * Polls only (longpoll, shortpoll, jsonp): the server base URL of each request, asked once per
+   * request (e.g. round-robin over the nodes of one service); `baseUrl` when not given.
+   */
+  pollBaseUrl?: () => string;
   onDelivery(delivery: Delivery): void;
 }
 
@@ -192,7 +197,8 @@ function openPoll(options: SessionOptions, mode: { timeoutS: number; callback?: 
       params.set('timeout', String(mode.timeoutS));
       if (limit !== undefined) params.set('limit', String(limit));
       if (mode.callback !== undefined) params.set('callback', mode.callback);
-      const res = await fetch(`${options.baseUrl}/v1/poll?${params}`, { signal: controller.signal });
+      const baseUrl = options.pollBaseUrl?.() ?? options.baseUrl;
+      const res = await fetch(`${baseUrl}/v1/poll?${params}`, { signal: controller.signal });
       const text = await res.text();
       if (res.status !== 200) return { kind: 'protocol', detail: `poll answered ${res.status}: ${text}` };
       const body = (mode.callback === undefined ? JSON.parse(text) : parseJsonp(text, mode.callback)) as {
