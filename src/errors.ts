@@ -48,7 +48,7 @@ export const ERRORS = {
   },
   heartbeat_timeout: { status: 408, message: 'The client stopped answering heartbeats.', wsCloseCode: 4009 },
   auth_unavailable: { status: 503, message: 'The keys that verify tokens could not be fetched; retry shortly.' },
-  engine_unavailable: { status: 503, message: 'The message engine (Redis) cannot be reached; nothing was stored. Retry shortly.', wsCloseCode: 1011 },
+  engine_unavailable: { status: 503, message: 'The message engine (Redis) cannot be reached; nothing was acknowledged. Retry shortly, with the same idempotencyKey.', wsCloseCode: 1011 },
   shutting_down: { status: 503, message: 'The server is shutting down; reconnect and resume.', wsCloseCode: 1001 },
   internal: { status: 500, message: 'Internal error.', wsCloseCode: 1011 },
 } as const satisfies Record<string, ErrorSpec>;

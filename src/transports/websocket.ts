@@ -305,21 +305,19 @@ export class WebSocketTransport implements Transport {
     const hasInitial = url.searchParams.has('channel') || url.searchParams.has('cursor');
     // Most sockets subscribe by frames: they get no map of starts at all.
     const starts = hasInitial ? parseSubscribeRequest(url.searchParams) : undefined;
-    // Nothing listens for socket errors until ws takes the socket over; one must not crash the server.
+    // Nothing listens for socket errors until ws takes the socket over (a client resetting while its
+    // token is verified or its channels load, or while a refusal is written): one must not crash the
+    // server. The listener stays on a refused socket, which is ending anyway.
     const onEarlyError = (): void => void socket.destroy();
     socket.on('error', onEarlyError);
-    let access: Access;
-    try {
-      access = await this.#ctx.auth.fromRequest(req, url);
-    } finally {
-      socket.off('error', onEarlyError);
-    }
+    const access = await this.#ctx.auth.fromRequest(req, url);
     const wantsPresence = parsePresenceFlag(url.searchParams.get('presence'));
     for (const channel of starts?.keys() ?? []) {
       access.requireSubscribe(channel);
       if (wantsPresence) access.requireSeePresence(channel);
     }
     if (starts !== undefined) await this.#ctx.hub.readyFor(starts);
+    socket.off('error', onEarlyError);
     if (socket.destroyed) return;
     this.#server.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, socket, access, starts, wantsPresence));
   }

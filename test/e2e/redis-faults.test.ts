@@ -454,14 +454,11 @@ describe('faults of one request', () => {
     else assert.equal(res.status, 503);
   });
 
-  // KNOWN BUG (src/, not fixed here): WebSocketTransport.upgrade (src/transports/websocket.ts:310-315)
-  // listens for socket errors only while the token is verified; during `await hub.readyFor(starts)`
-  // (line 322) and in refuseUpgrade's socket.end (src/http/server.ts:85-90) the raw socket has no
-  // 'error' listener, so a client's TCP reset there is an unhandled 'error' event: the process exits.
-  // Drop `todo` once fixed.
+  // An upgrade socket keeps an 'error' listener until ws takes it over (while the token is verified,
+  // while the channels load, and while a refusal is written): a client's TCP reset there must not be
+  // an unhandled 'error' event.
   it('a WebSocket client that gives up while its subscription waits for Redis does not crash the node', {
     timeout: 20_000,
-    todo: 'src bug: an upgrade socket has no error listener while hub.readyFor waits (websocket.ts:322) and in refuseUpgrade (server.ts:90)',
   }, async (t) => {
     const defer = deferrals(t);
     const redis = await startRedis();

@@ -186,7 +186,7 @@ class RedisBackend implements ReplicaBackend {
     if (failure === undefined) return results as AppendResult[];
     const detail = (failure.reason as Error).message;
     this.#logger.warn({ err: detail }, 'publish to redis failed');
-    if (results.every((r) => r === undefined)) throw new HeraldError('engine_unavailable', `Nothing was stored: ${detail}`);
+    if (results.every((r) => r === undefined)) throw new HeraldError('engine_unavailable', `Not acknowledged (if Redis was only slow it may still store it: retry with the same idempotencyKey): ${detail}`);
     throw new PartialPublishError(results, batch.map((input) => input.channel), detail);
   }
 
