@@ -129,6 +129,12 @@ export function ownCpuTimeUs(): number {
   return usage.user + usage.system;
 }
 
+/** Write system calls (write, writev, sendmsg…) a process has made so far (`syscw` of /proc/<pid>/io). */
+export function writeSyscalls(pid: number): number {
+  const match = /^syscw:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+  return match === null ? NaN : Number(match[1]);
+}
+
 /** Resident set size of a process, in bytes. */
 export function rssBytes(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

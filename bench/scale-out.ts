@@ -46,7 +46,7 @@ import {
   waitForQuiet,
   waitSubscribed,
 } from './harness.js';
-import { cpuTimeUs, machineBusyUs, ownCpuTimeUs, processStartTicks, processTree, ROOT, ServerProcess } from './processes.js';
+import { cpuTimeUs, machineBusyUs, ownCpuTimeUs, processStartTicks, processTree, ROOT, ServerProcess, writeSyscalls } from './processes.js';
 import type { WireTransport } from './protocol.js';
 import { HttpClient, messageData, publishBatches, Publisher, roundRobin, type HttpCaller } from './publisher.js';
 import { fmt, mark, percentile, specTitle, TRANSPORT_LABEL, writeBlock, type CellSpec } from './report.js';
@@ -203,6 +203,19 @@ class Deployed {
     return groups;
   }
 
+  /** Redis's own time per call of its busiest commands so far: "evalsha 512 µs/call, xadd 1.9 µs/call, …". */
+  async redisTimes(): Promise<string> {
+    if (this.redis === undefined) return '';
+    const rows = [...(await this.redis.cli('INFO', 'commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)/gm)];
+    return rows
+      .map((m) => ({ name: m[1]!, usec: Number(m[3]), perCall: Number(m[4]) }))
+      .filter((r) => r.name !== 'info')
+      .sort((a, b) => b.usec - a.usec)
+      .slice(0, 6)
+      .map((r) => `${r.name} ${r.perCall.toFixed(1)} µs/call (${(r.usec / 1e6).toFixed(2)} s)`)
+      .join(', ');
+  }
+
   /** Calls per Redis command so far (INFO commandstats; commands run by scripts included). */
   async redisCalls(): Promise<Map<string, number>> {
     const calls = new Map<string, number>();
@@ -248,6 +261,8 @@ interface ScaleResult {
   cpuPct: Record<string, number>;
   /** Redis calls per message published in the window, per command (INFO commandstats). */
   redisPerMessage: Record<string, number>;
+  /** Deliveries per write system call of the Herald processes: how much the kernel writes coalesce. */
+  deliveriesPerWrite: number;
   serverCpuPct: number;
   loadGeneratorCpuPct: number;
   backgroundCpuPct: number;
@@ -261,7 +276,7 @@ interface ScaleResult {
 
 function failedResult(setup: Setup, transport: WireTransport, spec: CellSpec, error: string): ScaleResult {
   return {
-    setup: setup.key, transport, spec, connected: 0, deliveriesPerS: NaN, cpuUsPerDelivery: NaN, p50Ms: NaN, p99Ms: NaN, cpuPct: {}, redisPerMessage: {},
+    setup: setup.key, transport, spec, connected: 0, deliveriesPerS: NaN, cpuUsPerDelivery: NaN, p50Ms: NaN, p99Ms: NaN, cpuPct: {}, redisPerMessage: {}, deliveriesPerWrite: NaN,
     serverCpuPct: NaN, loadGeneratorCpuPct: NaN, backgroundCpuPct: NaN, published: 0, missing: 0, dropped: 0, runs: 0, cleanRuns: 0, error,
   };
 }
@@ -322,9 +337,13 @@ async function fanoutRun(setup: Setup, transport: WireTransport, spec: CellSpec)
     const published0 = publisher.published;
     await pool.reset();
     const groups = deployed.processGroups();
+    const heraldPids = groups.filter((g) => g.label !== 'redis-server').flatMap((g) => g.pids);
+    const writes = (): number => heraldPids.reduce((n, pid) => n + writeSyscalls(pid), 0);
     const cpu = cpuWindow(groups.flatMap((g) => g.pids), pool);
+    const writes0 = writes();
     await sleep(config.durationS * 1000);
     const reading = cpu.end();
+    const writesInWindow = writes() - writes0;
     const publishedInWindow = publisher.published - published0;
     const window = await pool.report();
     const redisCalls1 = await deployed.redisCalls();
@@ -358,6 +377,7 @@ async function fanoutRun(setup: Setup, transport: WireTransport, spec: CellSpec)
       p99Ms: percentile(window.histogram, 99),
       cpuPct,
       redisPerMessage,
+      deliveriesPerWrite: window.received / writesInWindow,
       serverCpuPct: (reading.serverCpuUs / 1e6 / reading.elapsedS) * 100,
       loadGeneratorCpuPct: (reading.loadGeneratorCpuUs / 1e6 / reading.elapsedS) * 100,
       backgroundCpuPct: reading.backgroundCpuPct,
@@ -408,6 +428,7 @@ function medianResult(runs: ScaleResult[]): ScaleResult {
   return {
     ...ok[0]!,
     redisPerMessage,
+    deliveriesPerWrite: m((r) => r.deliveriesPerWrite),
     deliveriesPerS: m((r) => r.deliveriesPerS),
     cpuUsPerDelivery: m((r) => r.cpuUsPerDelivery),
     p50Ms: m((r) => r.p50Ms),
@@ -462,6 +483,8 @@ async function publishRun(setup: Setup): Promise<PublishScaleResult> {
       },
     });
     deployed.checkRunning();
+    const times = await deployed.redisTimes();
+    if (times !== '') log(`  redis time per command (whole run): ${times}`);
     const [m0, m1] = marks as [(typeof marks)[0], (typeof marks)[0]];
     const elapsedS = (m1.atMs - m0.atMs) / 1000;
     const perPidUs = m1.perPid.map((us, i) => us - m0.perPid[i]!);
@@ -517,10 +540,10 @@ function find(results: readonly ScaleResult[], setup: Setup, transport: WireTran
 }
 
 function fanoutRow(setup: Setup, r: ScaleResult): string {
-  if (r.error !== undefined) return `| ${TRANSPORT_LABEL[r.transport]} | ${setup.label} | failed: ${cell(r.error)} | | | | | | |`;
+  if (r.error !== undefined) return `| ${TRANSPORT_LABEL[r.transport]} | ${setup.label} | failed: ${cell(r.error)} | | | | | | | |`;
   const loss = r.missing === 0 && r.dropped === 0 ? '0' : `${fmt(r.missing)}${r.dropped > 0 ? ` (${r.dropped} conns dropped)` : ''}`;
   return (
-    `| ${TRANSPORT_LABEL[r.transport]} | ${setup.label} (${runsNote(r)}) | ${fmt(r.deliveriesPerS)} | ${fmt(r.cpuUsPerDelivery, 2)} | ` +
+    `| ${TRANSPORT_LABEL[r.transport]} | ${setup.label} (${runsNote(r)}) | ${fmt(r.deliveriesPerS)} | ${fmt(r.cpuUsPerDelivery, 2)} | ${fmt(r.deliveriesPerWrite, 2)} | ` +
     `${fmt(r.p50Ms, 1)} / ${fmt(r.p99Ms, 1)} | ${fmt(r.serverCpuPct)}% (${cpuBreakdown(r.cpuPct)}) | ${fmt(r.loadGeneratorCpuPct)}% | ` +
     `${fmt(Math.max(0, r.backgroundCpuPct))}% | ${loss} |`
   );
@@ -531,7 +554,7 @@ function ratioRow(comparison: Comparison, of: ScaleResult, base: ScaleResult): s
   const cpu = of.cpuUsPerDelivery / base.cpuUsPerDelivery;
   return (
     `| ${TRANSPORT_LABEL[of.transport]} | **${comparison.of.key} ÷ ${comparison.base.key}** | ${fmt(deliveries, 2)}× | ` +
-    `**${fmt(cpu, 2)}×** ${mark(cpu <= comparison.cpuRatioMax)} (≤ ${comparison.cpuRatioMax}) | ${fmt(of.p50Ms / base.p50Ms, 2)}× / ${fmt(of.p99Ms / base.p99Ms, 2)}× | | | | |`
+    `**${fmt(cpu, 2)}×** ${mark(cpu <= comparison.cpuRatioMax)} (≤ ${comparison.cpuRatioMax}) | | ${fmt(of.p50Ms / base.p50Ms, 2)}× / ${fmt(of.p99Ms / base.p99Ms, 2)}× | | | | |`
   );
 }
 
@@ -539,8 +562,8 @@ function fanoutTables(results: readonly ScaleResult[], setups: readonly Setup[],
   const parts: string[] = [];
   for (const spec of config.cells) {
     parts.push(`#### ${specTitle(spec)}\n`);
-    parts.push('| transport | deployment (runs) | deliveries/s | CPU µs/delivery, all server processes | latency p50 / p99 ms | server CPU (per process, % of a core) | load-gen CPU | other load | missing deliveries |');
-    parts.push('|---|---|---:|---:|---:|---|---:|---:|---:|');
+    parts.push('| transport | deployment (runs) | deliveries/s | CPU µs/delivery, all server processes | deliveries per write syscall | latency p50 / p99 ms | server CPU (per process, % of a core) | load-gen CPU | other load | missing deliveries |');
+    parts.push('|---|---|---:|---:|---:|---:|---|---:|---:|---:|');
     for (const transport of config.transports) {
       for (const setup of setups) {
         const r = find(results, setup, transport, spec);
@@ -687,7 +710,7 @@ async function main(): Promise<void> {
             result.error !== undefined
               ? `  FAILED: ${result.error}`
               : `  ${Math.round(result.deliveriesPerS)} deliveries/s, ${result.cpuUsPerDelivery.toFixed(2)} µs/delivery, ` +
-                  `p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms, server ${result.serverCpuPct.toFixed(0)}% CPU (${cpuBreakdown(result.cpuPct)}), ` +
+                  `${result.deliveriesPerWrite.toFixed(2)} deliveries/write, p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms, server ${result.serverCpuPct.toFixed(0)}% CPU (${cpuBreakdown(result.cpuPct)}), ` +
                   `load-gen ${result.loadGeneratorCpuPct.toFixed(0)}%, other ${result.backgroundCpuPct.toFixed(0)}%${isClean(result) ? '' : ' (disturbed)'}, missing ${result.missing}`,
           );
           return result;
