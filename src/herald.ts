@@ -19,6 +19,7 @@ import { HttpStreamTransport } from './transports/http-stream.js';
 import { IframeTransport } from './transports/iframe.js';
 import { LongPollTransport } from './transports/long-poll.js';
 import { SseTransport } from './transports/sse.js';
+import { connectSessionRelay } from './transports/session-relay.js';
 import { SessionRegistry } from './transports/sessions.js';
 import type { Transport, TransportContext } from './transports/transport.js';
 import { WebSocketTransport } from './transports/websocket.js';
@@ -63,6 +64,7 @@ export async function startHerald(overrides: Partial<Config> = {}, logger?: Logg
   const { presence, close: closePresence } = createPresence(engine, config.presenceTimeoutMs, log);
   const presenceFanOut = new PresenceFanOut(presence);
   const sessions = new SessionRegistry(presenceFanOut, config.sessionIdleMs, counters);
+  connectSessionRelay(engine.bus, sessions, hub, log); // sessions of other nodes sharing the engine, over its bus
   const ctx: TransportContext = { hub, config, counters, logger: log, auth, expiry, presence, presenceFanOut, sessions };
   const httpTransports = {
     '/v1/sse': new SseTransport(ctx),

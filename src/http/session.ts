@@ -34,21 +34,24 @@ interface ChangeBody {
  * "cursor"?, "since"?, "presence"?}`. Authorized like a listen request, and all or nothing: a refused
  * channel applies none of the request. The open stream of the session (or its held poll) changes at
  * once; a poll session with no poll held gets the change on its next poll. Answers
- * `{"session","channels","cursor"?}`, `cursor` naming only the channels this request added.
+ * `{"session","channels","cursor"?}`, `cursor` naming only the channels this request added. A session
+ * of another node (nodes sharing an engine) is changed there, through the engine's bus.
  */
 export async function handleSessionChange(req: IncomingMessage, res: ServerResponse, url: URL, deps: SessionDeps): Promise<void> {
   const id = url.pathname.slice(SESSION_PATH_PREFIX.length);
   const access = await deps.auth.fromRequest(req, url);
   const body = parseChangeBody(await readJsonBody(req, deps.maxBodyBytes));
-  await deps.hub.readyFor(body.subscribe);
-  const session = deps.sessions.require(id, access);
-  for (const channel of body.subscribe.keys()) {
-    access.requireSubscribe(channel);
-    if (body.presence === true) access.requireSeePresence(channel);
-  }
-  const { channels, cursor } = session.change({ ...body, access }, deps.hub);
+  // Checked once the session is found: another client's session is a 404, whatever it asks.
+  const authorize = (): void => {
+    for (const channel of body.subscribe.keys()) {
+      access.requireSubscribe(channel);
+      if (body.presence === true) access.requireSeePresence(channel);
+    }
+  };
+  const request = { ...body, canSeePresence: (channel: string) => access.canSeePresence(channel) };
+  const { channels, cursor } = await deps.sessions.change(id, access, request, authorize, deps.hub);
   const cursorField = cursor === undefined ? '' : `,"cursor":"${cursor}"`;
-  sendJsonText(res, 200, `{"session":"${session.id}","channels":${JSON.stringify(channels)}${cursorField}}`, deps.cors);
+  sendJsonText(res, 200, `{"session":"${id}","channels":${JSON.stringify(channels)}${cursorField}}`, deps.cors);
 }
 
 function parseChangeBody(value: unknown): ChangeBody {

@@ -7,7 +7,7 @@ import type { Access } from '../auth/access.js';
 import { SubscriptionCursor } from '../hub/cursor.js';
 import type { ResetNotice, StartAt, Subscriber } from '../hub/hub.js';
 import type { Message } from '../hub/message.js';
-import type { HeldPoll, Session } from './sessions.js';
+import type { HeldPoll, ListenSession } from './sessions.js';
 import { parseListenRequest, parsePresenceFlag, sessionParam } from './subscribe-request.js';
 import type { HttpTransport, TransportContext } from './transport.js';
 
@@ -51,7 +51,7 @@ interface Waiter {
   group: WaitGroup;
   deadlineBucket: number;
   /** The session of a poll made with `session=`, and the handle it answers the poll through. */
-  session?: { session: Session; poll: HeldPoll };
+  session?: { session: ListenSession; poll: HeldPoll };
 }
 
 /**
@@ -152,7 +152,8 @@ export class LongPollTransport implements HttpTransport {
     // Each poll is authorized when it is made (a token that expires while a poll is held is noticed
     // at the next poll, at most `timeout` seconds later).
     const access = await this.#ctx.auth.fromRequest(req, url);
-    const previous = sessionId === undefined ? undefined : this.#ctx.sessions.peek(sessionId, access);
+    // The session's home may be another node: then it is asked there (session-relay.ts).
+    const previous = sessionId === undefined ? undefined : await this.#ctx.sessions.find(sessionId, access);
     const starts = previous?.withPending(asked.starts, asked.cursorNames) ?? asked.starts;
     for (const channel of starts.keys()) {
       access.requireSubscribe(channel);
@@ -162,8 +163,14 @@ export class LongPollTransport implements HttpTransport {
     if (res.destroyed) return;
     const request = this.#resolve(starts, limit, callback);
     if (sessionId !== undefined) {
-      const session = this.#ctx.sessions.claim(sessionId, access);
-      session.pollArrived(new Set(asked.starts.keys()), asked.cursorNames, request.cursor.channels, isPresenceWanted, access);
+      const session = await this.#ctx.sessions.arrivePoll(sessionId, access, previous, {
+        listed: new Set(asked.starts.keys()),
+        cursorNames: asked.cursorNames,
+        channels: request.cursor.channels,
+        isPresenceWanted,
+        canSeePresence: (channel) => access.canSeePresence(channel),
+        wouldHold: () => timeoutS > 0 && this.#sharedAnswer(request) === undefined,
+      });
       this.#showPresence(access, starts.keys(), timeoutS);
       this.#handleSessionPoll(res, request, timeoutS, session);
       return;
@@ -207,7 +214,7 @@ export class LongPollTransport implements HttpTransport {
   }
 
   /** A poll made with `session=`: answered as any poll, plus the session's fields; held where the session finds it. */
-  #handleSessionPoll(res: ServerResponse, request: PollRequest, timeoutS: number, session: Session): void {
+  #handleSessionPoll(res: ServerResponse, request: PollRequest, timeoutS: number, session: ListenSession): void {
     const answer = this.#sharedAnswer(request);
     if (answer === undefined && timeoutS > 0 && !session.hasQueuedEvents) {
       this.#hold(res, request, timeoutS, session);
@@ -230,7 +237,19 @@ export class LongPollTransport implements HttpTransport {
     const held = new Map<string, StartAt>();
     for (const channel of request.cursor.channels) held.set(channel, { ...request.cursor.position(channel)! });
     this.#release(waiter);
-    const merged = this.#resolve(session.withPending(held, new Set(held.keys())), request.limit, request.callback);
+    const starts = session.withPending(held, new Set(held.keys()));
+    // With the session's home on another node, the channels it added may not be loaded here yet.
+    const ready = this.#ctx.hub.readyFor(starts);
+    if (ready === undefined) return this.#answerMerged(waiter, starts, session, isCurrent);
+    ready.then(
+      () => this.#answerMerged(waiter, starts, session, isCurrent),
+      () => this.#answerMerged(waiter, held, session, isCurrent), // the additions stay pending for the next poll
+    );
+  }
+
+  #answerMerged(waiter: Waiter, starts: ReadonlyMap<string, StartAt>, session: ListenSession, isCurrent: boolean): void {
+    const { request } = waiter.group;
+    const merged = this.#resolve(starts, request.limit, request.callback);
     session.setPollChannels(merged.cursor.channels);
     const answer = this.#sharedAnswer(merged) ?? this.#encode(this.#emptyAnswer(merged), 0, request.callback);
     this.#ctx.counters.delivered.poll += answer.messageCount;
@@ -238,7 +257,7 @@ export class LongPollTransport implements HttpTransport {
   }
 
   /** `answer` with `,"session":…` (and, for the session's own poll, its queued presence events) appended. */
-  #writeWithSession(res: ServerResponse, answer: EncodedAnswer, session: Session, isCurrent: boolean, callback: string | undefined): void {
+  #writeWithSession(res: ServerResponse, answer: EncodedAnswer, session: ListenSession, isCurrent: boolean, callback: string | undefined): void {
     const body = `${answer.body.slice(0, -1)}${session.answerTail(isCurrent)}}`;
     this.#write(res, this.#encode(body, answer.messageCount, callback));
   }
@@ -252,7 +271,7 @@ export class LongPollTransport implements HttpTransport {
   }
 
   /** Holds the poll in the group of its request (made on first use); returns the group. */
-  #hold(res: ServerResponse, request: PollRequest, timeoutS: number, session?: Session): WaitGroup {
+  #hold(res: ServerResponse, request: PollRequest, timeoutS: number, session?: ListenSession): WaitGroup {
     const key = requestKey(request);
     let group = this.#groups.get(key);
     if (group === undefined) {
@@ -264,7 +283,7 @@ export class LongPollTransport implements HttpTransport {
     return group;
   }
 
-  #wait(res: ServerResponse, group: WaitGroup, timeoutS: number, session?: Session): void {
+  #wait(res: ServerResponse, group: WaitGroup, timeoutS: number, session?: ListenSession): void {
     const deadlineBucket = Math.ceil((Date.now() + timeoutS * 1000) / DEADLINE_BUCKET_MS);
     const waiter: Waiter = { res, group, deadlineBucket };
     if (session !== undefined) {
@@ -281,6 +300,7 @@ export class LongPollTransport implements HttpTransport {
     this.#ctx.counters.connections.poll++;
     // The client went away before an answer: release what it held (a no-op once answered).
     res.on('close', () => this.#release(waiter));
+    if (res.destroyed) this.#release(waiter); // it went while the session's home was asked
   }
 
   /** Answers every poll of the group with one shared body. Called from hub fan-out. */

@@ -141,7 +141,8 @@ export abstract class StreamingTransport implements HttpTransport {
     const wantsPresence = parsePresenceFlag(url.searchParams.get('presence'));
     const access = await this.ctx.auth.fromRequest(req, url);
     // A session's changes made while no stream held it (a POST between two streams) apply here.
-    const previous = sessionId === undefined ? undefined : this.ctx.sessions.peek(sessionId, access);
+    // The session's home may be another node: then it is asked there (session-relay.ts).
+    const previous = sessionId === undefined ? undefined : await this.ctx.sessions.find(sessionId, access);
     const starts = previous?.withPending(asked.starts, asked.cursorNames) ?? asked.starts;
     for (const channel of starts.keys()) {
       access.requireSubscribe(channel);
@@ -152,7 +153,7 @@ export abstract class StreamingTransport implements HttpTransport {
     res.writeHead(200, this.#headersFor(wire.contentType));
     res.flushHeaders();
     if (wire.opening.length > 0) res.write(wire.opening);
-    const session = sessionId === undefined ? undefined : this.ctx.sessions.claim(sessionId, access);
+    const session = sessionId === undefined ? undefined : this.ctx.sessions.take(sessionId, access, previous);
     if (session !== undefined) res.write(wire.sessionFrame(session.id));
     const connection = new ResponseConnection(this.ctx, this.name, wire, res, access);
     this.#connections.add(connection);
