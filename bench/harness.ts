@@ -212,3 +212,20 @@ export function machineNote(): string {
   const model = cpus()[0]?.model ?? 'unknown CPU';
   return `${cpus().length} × ${model}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Linux ${release()}, Node ${process.version}`;
 }
+
+/** How docs/benchmarks.md starts when a run writes it afresh. */
+export const DOC_TEMPLATE = `# Benchmarks
+
+\`npm run bench\` measures Herald against a raw Node broadcaster in the same invocation; see bench/run.ts.
+`;
+
+/** Runs a benchmark script's main and exits with its outcome (load generators would keep it alive). */
+export function runBench(name: string, main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`${name} failed: ${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

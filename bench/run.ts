@@ -43,6 +43,8 @@ import {
   tempDir,
   waitForQuiet,
   waitSubscribed,
+  DOC_TEMPLATE,
+  runBench,
 } from './harness.js';
 import { cpuTimeUs, ROOT, ServerProcess, type Target } from './processes.js';
 import type { WireTransport } from './protocol.js';
@@ -329,15 +331,4 @@ async function main(): Promise<void> {
   }
 }
 
-const DOC_TEMPLATE = `# Benchmarks
-
-\`npm run bench\` measures Herald against a raw Node broadcaster in the same invocation; see bench/run.ts.
-`;
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench('bench', main);

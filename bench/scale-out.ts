@@ -45,6 +45,8 @@ import {
   tempDir,
   waitForQuiet,
   waitSubscribed,
+  DOC_TEMPLATE,
+  runBench,
 } from './harness.js';
 import { cpuTimeUs, machineBusyUs, ownCpuTimeUs, processStartTicks, processTree, ROOT, ServerProcess, writeSyscalls } from './processes.js';
 import type { WireTransport } from './protocol.js';
@@ -769,15 +771,4 @@ async function main(): Promise<void> {
   }
 }
 
-const DOC_TEMPLATE = `# Benchmarks
-
-\`npm run bench\` measures Herald against a raw Node broadcaster in the same invocation; see bench/run.ts.
-`;
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`scale-out bench failed: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench('scale-out bench', main);
