@@ -130,7 +130,10 @@ export class ReplicaEngine implements Engine {
     }
     for (const [channel, messages] of fresh) {
       const replica = this.#replicas.get(channel);
-      if (replica !== undefined && replica.held === undefined) this.#apply(replica, messages);
+      // Only what continues the window: a reply that overtook another node's fan-out is no gap to
+      // repair, the fan-out brings those messages in order.
+      const continues = replica?.log.epoch === messages[0]!.epoch && messages[0]!.offset === replica.log.headOffset + 1;
+      if (replica !== undefined && replica.held === undefined && continues) this.#apply(replica, messages);
     }
     return results;
   }
